@@ -1,0 +1,1 @@
+"""vaebench's harness: datasets, specs, training, evaluation, records, reports and the CLI."""

@@ -1,0 +1,1 @@
+"""Benchmark scripts: one module per measured target; see `__main__.py`."""

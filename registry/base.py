@@ -1,0 +1,140 @@
+"""The model interface every metric relies on: distributions in, distributions out.
+
+A model is a latent-variable model p(z) p(x|z) with an inference network q(z|x):
+
+- ``prior() -> Distribution`` over z, event shape ``(D,)``;
+- ``encode(x) -> Distribution``, q(z|x) with batch shape ``(B,)`` and event shape ``(D,)``;
+- ``decode(z) -> Distribution``, p(x|z); z may carry leading sample dims ``(K, B, D)``;
+- ``loss(x, step, *, kl_weight=1.0) -> LossOutput``, the training objective, which may be
+  model-specific; ``kl_weight`` is the trainer's KL warm-up factor in [0, 1].
+
+Metrics only use these, or the three densities built from them (``log_prior``,
+``log_likelihood``, ``sample_posterior``), so one estimator serves every model. Hierarchical
+models (several latent groups) flatten their groups into one vector z and override those three
+methods; ``log_importance_weights`` then holds for them unchanged.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, kl_divergence
+
+
+@dataclass
+class LossOutput:
+    """A training objective and the terms worth logging.
+
+    Attributes:
+        loss: Scalar to minimise over the model's main parameters.
+        terms: Scalar diagnostics (e.g. ``elbo``, ``kl``, ``reconstruction``), detached.
+        auxiliary_loss: Scalar minimised over ``model.auxiliary_parameters()`` by a separate
+            optimizer (e.g. FactorVAE's discriminator); None for most models.
+    """
+
+    loss: Tensor
+    terms: dict[str, float] = field(default_factory=dict)
+    auxiliary_loss: Tensor | None = None
+
+
+class LatentVariableModel(nn.Module):
+    """Base class for registered models.
+
+    Attributes:
+        data_shape: Shape of one observation, e.g. ``(1, 8, 8)`` or ``(16,)``.
+        latent_dim: Total number of latent dimensions D (all groups, flattened).
+        trains_on_likelihood_bound: False when ``loss`` is not a bound on log p(x) (e.g. WAE);
+            likelihood metrics are still defined from the distributions, and the report flags it.
+    """
+
+    trains_on_likelihood_bound: bool = True
+    # Adam settings for `auxiliary_parameters()` (e.g. FactorVAE: lr 1e-4, betas (0.5, 0.9)).
+    auxiliary_optimizer: dict[str, object] = {}
+
+    def __init__(self, data_shape: tuple[int, ...], latent_dim: int) -> None:
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        self.latent_dim = latent_dim
+
+    def prior(self) -> Distribution:
+        """Return p(z) with event shape ``(D,)``."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor) -> Distribution:
+        """Return q(z|x) for a batch ``x`` of shape ``(B, *data_shape)``."""
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> Distribution:
+        """Return p(x|z) for ``z`` of shape ``(..., B, D)``; event shape is ``data_shape``."""
+        raise NotImplementedError
+
+    def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
+        """Return the training objective on a batch at optimisation step ``step``."""
+        raise NotImplementedError
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Return parameters trained on `LossOutput.auxiliary_loss` by their own optimizer."""
+        return []
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """Return log p(z), shape ``z.shape[:-1]``."""
+        return self.prior().log_prob(z)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """Return log p(x|z) for ``x (B, *data_shape)`` and ``z (..., B, D)``; shape ``(..., B)``."""
+        return self.decode(z).log_prob(x)
+
+    def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
+        """Draw reparameterised z ~ q(z|x) and return ``(z, log q(z|x))``.
+
+        Returns:
+            z of shape ``(K, B, D)`` and log q of shape ``(K, B)``.
+        """
+        q_z = self.encode(x)
+        z = q_z.rsample((num_samples,))  # (K, B, D)
+        return z, q_z.log_prob(z)
+
+    def log_importance_weights(self, x: Tensor, *, num_samples: int) -> Tensor:
+        """Return log w_k = log p(x, z_k) - log q(z_k|x) with z_k ~ q(z|x), shape ``(K, B)``.
+
+        Burda et al. (2016), Eq. 8. Differentiable through reparameterised samples.
+        """
+        z, log_q = self.sample_posterior(x, num_samples)
+        return self.log_prior(z) + self.log_likelihood(x, z) - log_q
+
+    def sample(self, num_samples: int) -> Tensor:
+        """Return the means of p(x|z) for z ~ p(z), shape ``(N, *data_shape)``."""
+        z = self.prior().sample((num_samples,))  # (N, D)
+        return self.decode(z).mean
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a clear error when ``x`` is not a batch of observations of ``data_shape``."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Expected `x` to be a torch.Tensor, but got {type(x).__name__}.")
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"Expected `x` to have shape (B, {', '.join(map(str, self.data_shape))}), "
+                f"but got {tuple(x.shape)}. Build the model with the dataset's `data_shape`."
+            )
+
+
+def kl_to_prior(q_z: Distribution, p_z: Distribution, z: Tensor | None = None) -> Tensor:
+    """Return KL(q(z|x) || p(z)) per example, analytic where registered, else one-sample MC.
+
+    Args:
+        q_z: Posterior with batch shape ``(B,)``.
+        p_z: Prior.
+        z: Samples ``(K, B, D)`` from q_z for the Monte Carlo fallback.
+    """
+    try:
+        return kl_divergence(q_z, p_z)
+    except NotImplementedError:
+        if z is None:
+            z = q_z.rsample((1,))  # (1, B, D)
+        return (q_z.log_prob(z) - p_z.log_prob(z)).mean(0)
+
+
+def standard_normal_prior(latent_dim: int, like: Tensor) -> Distribution:
+    """Return N(0, I) over ``latent_dim`` dims on the device and dtype of ``like``."""
+    loc = torch.zeros(latent_dim, device=like.device, dtype=like.dtype)
+    return torch.distributions.Independent(torch.distributions.Normal(loc, torch.ones_like(loc)), 1)
