@@ -73,11 +73,19 @@ def mean_estimate(
         )
     n = values.numel()
     stderr = values.std(correction=1).item() / math.sqrt(n) if n > 1 else None
-    return Estimate(values.mean().item(), stderr, n, unit, higher_is_better,
-                    dict(params or {}), dict(diagnostics or {}))
+    return Estimate(
+        values.mean().item(),
+        stderr,
+        n,
+        unit,
+        higher_is_better,
+        dict(params or {}),
+        dict(diagnostics or {}),
+    )
 
 
-def exact_value(value: float, *, unit: str, higher_is_better: bool | None,
-                params: dict[str, Any] | None = None) -> Estimate:
+def exact_value(
+    value: float, *, unit: str, higher_is_better: bool | None, params: dict[str, Any] | None = None
+) -> Estimate:
     """Wrap a deterministic number (a count, a wall time) as an `Estimate` with no stderr."""
     return Estimate(float(value), None, 1, unit, higher_is_better, dict(params or {}))

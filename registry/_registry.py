@@ -52,9 +52,13 @@ class Registry:
     def _check_signature(self, name: str, factory: Callable[..., Any]) -> None:
         for param in inspect.signature(factory).parameters.values():
             if param.kind is not inspect.Parameter.KEYWORD_ONLY:
-                raise TypeError(f"{self.kind} {name!r}: parameter {param.name!r} must be keyword-only.")
+                raise TypeError(
+                    f"{self.kind} {name!r}: parameter {param.name!r} must be keyword-only."
+                )
             if param.annotation is inspect.Parameter.empty:
-                raise TypeError(f"{self.kind} {name!r}: parameter {param.name!r} needs a type hint.")
+                raise TypeError(
+                    f"{self.kind} {name!r}: parameter {param.name!r} needs a type hint."
+                )
 
     def names(self, pattern: str = "*") -> list[str]:
         """Return registered names matching a shell-style wildcard, in natural sort order."""
@@ -75,7 +79,9 @@ class Registry:
         hints = typing.get_type_hints(factory)
         params = inspect.signature(factory).parameters.values()
         return {
-            p.name: p.replace(annotation=hints[p.name]) for p in params if p.name not in self.injected
+            p.name: p.replace(annotation=hints[p.name])
+            for p in params
+            if p.name not in self.injected
         }
 
     def resolve(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +103,9 @@ class Registry:
             if key in settings:
                 resolved[key] = check_value(f"{self.kind}.{key}", settings[key], param.annotation)
             elif param.default is inspect.Parameter.empty:
-                raise ValueError(f"Expected `{self.kind}.{key}` to be set for {name!r}, but it is missing.")
+                raise ValueError(
+                    f"Expected `{self.kind}.{key}` to be set for {name!r}, but it is missing."
+                )
             else:
                 resolved[key] = param.default
         return resolved

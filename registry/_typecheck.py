@@ -1,7 +1,8 @@
 """Check plain YAML values against type hints, so specs fail early with a precise message.
 
 Only the types a spec can carry are supported: bool, int, float, str, None, `Literal[...]`,
-`tuple[T, ...]`, `X | Y`, `dict[str, T]` and frozen dataclasses (from a mapping). Lists from YAML become tuples so that resolved specs
+`tuple[T, ...]`, `X | Y`, `dict[str, T]` and frozen dataclasses (from a mapping). Lists from
+YAML become tuples so that resolved specs
 are hashable and immutable.
 """
 
@@ -67,7 +68,9 @@ def _check_tuple(path: str, value: Any, args: tuple[Any, ...]) -> tuple[Any, ...
         return tuple(check_value(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value))
     if len(args) != len(value):
         raise ValueError(f"Expected `{path}` to have {len(args)} items, but got {len(value)}.")
-    return tuple(check_value(f"{path}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+    return tuple(
+        check_value(f"{path}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args, strict=True))
+    )
 
 
 def _check_scalar(path: str, value: Any, annotation: Any) -> Any:
@@ -97,10 +100,14 @@ def _check_dataclass(path: str, value: Any, cls: type) -> Any:
     if isinstance(value, cls):
         return value
     if not isinstance(value, dict):
-        raise TypeError(f"Expected `{path}` to be a mapping of {cls.__name__} fields, but got {value!r}.")
+        raise TypeError(
+            f"Expected `{path}` to be a mapping of {cls.__name__} fields, but got {value!r}."
+        )
     hints = typing.get_type_hints(cls)
     allowed = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise ValueError(f"Expected keys of `{path}` to be among {allowed}, but got unknown {unknown}.")
+        raise ValueError(
+            f"Expected keys of `{path}` to be among {allowed}, but got unknown {unknown}."
+        )
     return cls(**{k: check_value(f"{path}.{k}", v, hints[k]) for k, v in value.items()})

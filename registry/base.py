@@ -45,9 +45,12 @@ class LatentVariableModel(nn.Module):
         latent_dim: Total number of latent dimensions D (all groups, flattened).
         trains_on_likelihood_bound: False when ``loss`` is not a bound on log p(x) (e.g. WAE);
             likelihood metrics are still defined from the distributions, and the report flags it.
+        continuous_latents: False when z is discrete; metrics that move z along gradients
+            (AIS, local q* optimisation) then raise `LikelihoodUndefined`.
     """
 
     trains_on_likelihood_bound: bool = True
+    continuous_latents: bool = True  # False for discrete codes (VQ-VAE): no gradients in z
     # Adam settings for `auxiliary_parameters()` (e.g. FactorVAE: lr 1e-4, betas (0.5, 0.9)).
     auxiliary_optimizer: dict[str, object] = {}
 
@@ -81,7 +84,7 @@ class LatentVariableModel(nn.Module):
         return self.prior().log_prob(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """Return log p(x|z) for ``x (B, *data_shape)`` and ``z (..., B, D)``; shape ``(..., B)``."""
+        """Return log p(x|z) for x ``(B, *data_shape)`` and z ``(..., B, D)``, shape ``(..., B)``."""
         return self.decode(z).log_prob(x)
 
     def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
@@ -138,3 +141,33 @@ def standard_normal_prior(latent_dim: int, like: Tensor) -> Distribution:
     """Return N(0, I) over ``latent_dim`` dims on the device and dtype of ``like``."""
     loc = torch.zeros(latent_dim, device=like.device, dtype=like.dtype)
     return torch.distributions.Independent(torch.distributions.Normal(loc, torch.ones_like(loc)), 1)
+
+
+class LikelihoodUndefined(Exception):  # noqa: N818  the name says what is undefined, not "Error"
+    """A likelihood quantity is not defined for this model.
+
+    Args:
+        reason: One sentence naming the model and the cause, shown as "n/a (reason)" in reports.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def require_continuous_latents(model: LatentVariableModel, *, metric: str) -> None:
+    """Raise `LikelihoodUndefined` when `metric` needs gradients in z but z is discrete.
+
+    A model declares discrete latents with the class attribute ``continuous_latents = False``
+    (VQ-VAE); AIS (HMC moves) and the local q* optimisation of the inference-gap protocol call
+    this before they start.
+
+    Args:
+        model: Any registered model.
+        metric: Name of the calling metric, used in the reason.
+    """
+    if not getattr(model, "continuous_latents", True):
+        raise LikelihoodUndefined(
+            f"{metric} moves z along gradients of log p(x, z), but {type(model).__name__} has "
+            f"discrete latent codes, so those gradients are zero almost everywhere."
+        )

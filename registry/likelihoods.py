@@ -96,7 +96,7 @@ class DiscretizedLogistic(Distribution):
     def mean(self) -> Tensor:
         return self.loc.clamp(0, 1)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         shape = self._extended_shape(sample_shape)
         u = torch.rand(shape, device=self.loc.device).clamp(1e-5, 1 - 1e-5)
         x = self.loc + torch.exp(self.log_scale) * (torch.log(u) - torch.log1p(-u))

@@ -51,13 +51,13 @@ class LinearVAE(VAE):
         return Independent(Normal(loc, self.log_noise_std.exp().expand_as(loc)), 1)
 
     def exact_log_marginal(self, x: Tensor) -> Tensor:
-        """Return the exact log p(x) = log N(x; b, W W^T + sigma^2 I), shape ``(B,)``, in float64."""
+        """Return the exact log p(x) = log N(x; b, W W^T + sigma^2 I), shape ``(B,)``, float64."""
         weight, noise_var = self.weight.double(), self.log_noise_std.double().exp() ** 2
         cov = weight @ weight.T + noise_var * torch.eye(self.data_shape[0], dtype=torch.float64)
         return MultivariateNormal(self.bias.double(), covariance_matrix=cov).log_prob(x.double())
 
     def exact_posterior(self, x: Tensor) -> MultivariateNormal:
-        """Return the exact p(z|x) as a full-covariance Gaussian with batch shape ``(B,)``, float64."""
+        """Return the exact p(z|x): a full-covariance Gaussian, batch shape ``(B,)``, float64."""
         weight, noise_var = self.weight.double(), self.log_noise_std.double().exp() ** 2
         precision = torch.eye(self.latent_dim, dtype=torch.float64) + weight.T @ weight / noise_var
         cov = torch.linalg.inv(precision)
@@ -66,10 +66,10 @@ class LinearVAE(VAE):
 
     @torch.no_grad()
     def set_encoder_to_optimal_diagonal(self) -> None:
-        """Set the encoder to the best amortised diagonal Gaussian (exact mean, KL-optimal variances).
+        """Set the encoder to the best amortised diagonal Gaussian (exact mean, KL-optimal scales).
 
         For a Gaussian posterior with precision Lambda, the diagonal Gaussian minimising
-        KL(q || p) keeps the mean and takes variances ``1 / diag(Lambda)`` (Bishop 2006, Sec. 10.1.2).
+        KL(q || p) keeps the mean and takes variances ``1 / diag(Lambda)`` (Bishop 2006, 10.1.2).
         """
         weight, noise_var = self.weight, self.log_noise_std.exp() ** 2
         precision = torch.eye(self.latent_dim) + weight.T @ weight / noise_var

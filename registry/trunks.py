@@ -36,10 +36,16 @@ class Architecture:
         return self.decoder_hidden if self.decoder_hidden is not None else self.hidden[::-1]
 
 
+# The convolutional encoder/decoder of Locatello et al. (2019) (disentanglement_lib's
+# `conv_encoder`/`deconv_decoder`): four 4x4 stride-2 convs of 32, 32, 64, 64 channels, an FC
+# layer of 256, and the mirror image; latent 10 in the study.
+LOCATELLO_CONV = Architecture(trunk="conv", hidden=(32, 32, 64, 64), conv_fc=256)
+
+
 def mlp(widths: list[int], activation: str) -> nn.Sequential:
     """Return Linear layers of the given widths with `activation` between (not after the last)."""
     layers: list[nn.Module] = []
-    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         layers.append(nn.Linear(w_in, w_out))
         if i < len(widths) - 2:
             layers.append(ACTIVATIONS[activation]())
@@ -58,7 +64,7 @@ class ConvEncoder(nn.Module):
         layers, act = len(arch.hidden), ACTIVATIONS[arch.activation]
         self.padded = (_padded_side(height, layers), _padded_side(width, layers))
         convs: list[nn.Module] = []
-        for c_in, c_out in zip((channels, *arch.hidden[:-1]), arch.hidden):
+        for c_in, c_out in zip((channels, *arch.hidden[:-1]), arch.hidden, strict=True):
             convs += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]
         side = (self.padded[0] >> layers, self.padded[1] >> layers)
         self.convs = nn.Sequential(*convs)
@@ -78,22 +84,32 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Mirror of `ConvEncoder`: linear layers, then stride-2 transposed convolutions, cropped."""
 
-    def __init__(self, data_shape: tuple[int, ...], arch: Architecture, in_features: int,
-                 params_per_pixel: int) -> None:
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        arch: Architecture,
+        in_features: int,
+        params_per_pixel: int,
+    ) -> None:
         super().__init__()
         channels, height, width = data_shape
         widths, act = arch.decoder_widths(), ACTIVATIONS[arch.activation]
         layers = len(widths)
         self.data_shape = tuple(data_shape)
         self.params_per_pixel = params_per_pixel
-        self.start = (widths[0], _padded_side(height, layers) >> layers,
-                      _padded_side(width, layers) >> layers)
+        self.start = (
+            widths[0],
+            _padded_side(height, layers) >> layers,
+            _padded_side(width, layers) >> layers,
+        )
         self.head = nn.Sequential(
-            nn.Linear(in_features, arch.conv_fc), act(),
-            nn.Linear(arch.conv_fc, math.prod(self.start)), act(),
+            nn.Linear(in_features, arch.conv_fc),
+            act(),
+            nn.Linear(arch.conv_fc, math.prod(self.start)),
+            act(),
         )
         deconvs: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
             deconvs += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), act()]
         out_channels = channels * params_per_pixel
         deconvs.append(nn.ConvTranspose2d(widths[-1], out_channels, 4, stride=2, padding=1))
@@ -122,9 +138,10 @@ def build_encoder(data_shape: tuple[int, ...], arch: Architecture, out_features:
     return nn.Sequential(nn.Flatten(start_dim=1), mlp(widths, arch.activation))
 
 
-def build_decoder(data_shape: tuple[int, ...], arch: Architecture, latent_dim: int,
-                  params_per_pixel: int) -> nn.Module:
-    """Return a network from ``(..., B, latent_dim)`` to ``(..., B, params_per_pixel * prod(data_shape))``."""
+def build_decoder(
+    data_shape: tuple[int, ...], arch: Architecture, latent_dim: int, params_per_pixel: int
+) -> nn.Module:
+    """Return a network from ``(..., B, latent_dim)`` to ``(..., B, P * prod(data_shape))``."""
     if arch.trunk == "conv":
         _check_image_shape(data_shape)
         return ConvDecoder(data_shape, arch, latent_dim, params_per_pixel)
@@ -144,4 +161,3 @@ def gaussian_head(features: Tensor, min_scale: float = 1e-4) -> tuple[Tensor, Te
     """Split ``(..., 2D)`` features into a mean and a positive scale, each ``(..., D)``."""
     loc, raw_scale = features.chunk(2, dim=-1)
     return loc, nn.functional.softplus(raw_scale) + min_scale
-

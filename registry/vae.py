@@ -27,8 +27,13 @@ class VAE(LatentVariableModel):
 
     beta: float = 1.0
 
-    def __init__(self, data_shape: tuple[int, ...], latent_dim: int, architecture: Architecture,
-                 likelihood: LikelihoodName) -> None:
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        latent_dim: int,
+        architecture: Architecture,
+        likelihood: LikelihoodName,
+    ) -> None:
         super().__init__(data_shape, latent_dim)
         self.likelihood = create_likelihood(likelihood, self.data_shape)
         self.encoder = build_encoder(self.data_shape, architecture, 2 * latent_dim)
