@@ -9,19 +9,23 @@ is scored on the same binarized test set (Burda et al. 2016 used seed 123).
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Preprocessing = Literal[
-    "dynamic_binarization",  # Bernoulli(pixel) resampled for every training batch
-    "static_binarization",  # Bernoulli(pixel) drawn once per split with a fixed seed
-    "threshold",  # pixel > 0.5 (Cremer et al. 2018 for Fashion-MNIST)
-    "continuous",  # raw floats, for Gaussian likelihoods
-    "8bit",  # exact k/255 values, for the discretized logistic likelihood
-    "dequantized",  # (k + u) / 256 with u ~ U[0, 1); densities need the -D log 256 offset
-]
+from benchmark.datasets.preprocessing import (
+    EIGHT_BIT_PREPROCESSINGS,
+    INTENSITY_PREPROCESSINGS,
+    PREPROCESSINGS,
+    RESAMPLED_PER_BATCH,
+    Preprocessing,
+    check_8bit_grid,
+    check_intensities,
+    derived_seed,
+    preprocess_batch,
+    preprocess_deterministically,
+)
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -39,6 +43,8 @@ class Dataset:
         source: Where the data came from (a path, or ``generated``/``scikit-learn``).
         eval_seed: Seed of the deterministic evaluation-time preprocessing.
         info: Documented facts about the splits (which images are held out, sizes, seeds).
+        binarization_seed: Seed of static binarization; split ``s`` is drawn with
+            ``derived_seed(binarization_seed, s)``, so the three splits get independent draws.
     """
 
     name: str
@@ -50,6 +56,36 @@ class Dataset:
     source: str
     eval_seed: int = 123
     info: dict[str, object] = field(default_factory=dict)
+    binarization_seed: int = 0
+    # Preprocessed evaluation splits, filled on first use; `dataclasses.replace` starts a fresh one.
+    _evaluation_cache: dict[str, Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        """Check the fields against the contract, so a malformed dataset fails when built."""
+        if self.preprocessing not in PREPROCESSINGS:
+            raise ValueError(
+                f"Expected `preprocessing` to be one of {list(PREPROCESSINGS)}, "
+                f"but got {self.preprocessing!r}."
+            )
+        if set(self.splits) != set(SPLITS):
+            raise ValueError(
+                f"Expected `splits` to have keys {list(SPLITS)}, but got {sorted(self.splits)}."
+            )
+        for split, x in self.splits.items():
+            self._check_split(split, x)
+
+    def _check_split(self, split: str, x: Tensor) -> None:
+        if x.dtype != torch.float32 or tuple(x.shape[1:]) != tuple(self.data_shape):
+            raise ValueError(
+                f"Expected `splits[{split!r}]` to be float32 of shape "
+                f"(N, *{tuple(self.data_shape)}), but got {x.dtype} of shape {tuple(x.shape)}."
+            )
+        if self.preprocessing in INTENSITY_PREPROCESSINGS:
+            check_intensities(x, name=f"splits[{split!r}]")
+        if self.preprocessing in EIGHT_BIT_PREPROCESSINGS:
+            check_8bit_grid(x, name=f"splits[{split!r}]")
 
     @property
     def num_dims(self) -> int:
@@ -69,9 +105,50 @@ class Dataset:
         return -self.num_dims * math.log(256) if self.preprocessing == "dequantized" else 0.0
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
-        """Yield one shuffled epoch of preprocessed training batches (the last may be smaller)."""
-        raise NotImplementedError  # implemented in benchmark/datasets/preprocessing.py
+        """Yield one shuffled epoch of preprocessed training batches (the last may be smaller).
+
+        Every training example appears exactly once per epoch, in the order of
+        ``torch.randperm(N, generator=generator)``. Dynamic binarization and dequantization draw
+        fresh noise for every batch from the same `generator`; static binarization and
+        thresholding index the fixed preprocessed split, so an example looks the same every epoch.
+
+        Args:
+            batch_size: Examples per batch, at least 1.
+            generator: The only source of randomness (shuffling and resampling).
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"Expected `batch_size` to be a positive int, but got {batch_size!r}.")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}."
+            )
+        resampled = self.preprocessing in RESAMPLED_PER_BATCH
+        data = self.splits["train"] if resampled else self.evaluation_data("train")
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), batch_size):
+            x = data[order[start : start + batch_size]]  # (B, *data_shape)
+            yield preprocess_batch(x, self.preprocessing, generator) if resampled else x
 
     def evaluation_data(self, split: str) -> Tensor:
-        """Return the whole split, preprocessed deterministically with `eval_seed`."""
-        raise NotImplementedError  # implemented in benchmark/datasets/preprocessing.py
+        """Return the whole split, preprocessed deterministically with `eval_seed`.
+
+        Static binarization uses its own per-split seed instead, since the binarized split *is*
+        the dataset. The result is cached: repeated calls return the same tensor.
+
+        NOTE: the returned tensor is shared between callers; do not modify it in place.
+
+        Args:
+            split: One of ``train``, ``valid``, ``test``.
+
+        Returns:
+            ``(N, *data_shape)`` float32 model inputs.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"Expected `split` to be one of {list(SPLITS)}, but got {split!r}.")
+        if split not in self._evaluation_cache:
+            seed = self.eval_seed
+            if self.preprocessing == "static_binarization":
+                seed = derived_seed(self.binarization_seed, split)
+            x = preprocess_deterministically(self.splits[split], self.preprocessing, seed=seed)
+            self._evaluation_cache[split] = x
+        return self._evaluation_cache[split]
