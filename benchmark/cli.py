@@ -1,0 +1,266 @@
+"""The `vaebench` command line (also `python -m benchmark`).
+
+vaebench list models|datasets|suites|metrics [PATTERN]
+vaebench run SPEC.yaml [--seed N] [--set key=value ...]
+vaebench suite NAME|FILE [--seeds 0,1] [--list] [--force] [--rerun-failed]
+               [--executor local|serial|ray] [--workers N] [--start-method M]
+               [--address ADDR] [--num-cpus C] [--num-gpus G]
+vaebench run-job --suite NAME --index I        (one job of a suite, e.g. a SLURM array task)
+vaebench leaderboard [--results DIR] [--dataset NAMES] [--models NAMES]
+vaebench compare NEW --against A,B --suite NAME|FILE [--seeds 0,1,2]
+vaebench data download NAME [--data-root DIR]  (explicit; needs internet)
+"""
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from benchmark.records import RunRecord
+from benchmark.runner import RunOptions, run_spec
+from benchmark.spec import load_plugins, load_spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (1 on user error, with a one-line message)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        load_plugins(tuple(args.plugin or ()))
+        return args.handler(args) or 0
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"vaebench: error: {error}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaebench", description="Benchmark VAEs.")
+    parser.add_argument("--plugin", action="append", help="module or .py file registering models")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="list registered names")
+    listing.add_argument("what", choices=["models", "datasets", "suites", "metrics"])
+    listing.add_argument("pattern", nargs="?", default="*")
+    listing.set_defaults(handler=cmd_list)
+
+    run = commands.add_parser("run", help="train and evaluate one spec")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--seed", type=int)
+    _add_run_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    suite = commands.add_parser("suite", help="run every spec x seed of a suite")
+    suite.add_argument("suite")
+    suite.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+    suite.add_argument("--list", action="store_true", help="print the expanded jobs and exit")
+    suite.add_argument("--no-leaderboard", action="store_true")
+    suite.add_argument("--executor", default="local", help="local (default), serial or ray")
+    suite.add_argument("--workers", type=int, help="local: runs at once (default: CPU count)")
+    suite.add_argument(
+        "--start-method",
+        choices=["spawn", "forkserver"],
+        help="local: a new interpreter per run (spawn, default) or a fork of a "
+        "preloaded server (forkserver: less overhead per run)",
+    )
+    suite.add_argument("--address", help="ray: cluster to join (default: a local instance)")
+    suite.add_argument("--num-cpus", type=float, help="ray: CPUs per run (default 1)")
+    suite.add_argument("--num-gpus", type=float, help="ray: GPUs per run (default 0)")
+    _add_run_options(suite)
+    suite.set_defaults(handler=cmd_suite)
+
+    job = commands.add_parser("run-job", help="run job INDEX of a suite (see `suite --list`)")
+    job.add_argument("--suite", required=True)
+    job.add_argument("--index", type=int, required=True)
+    job.add_argument("--seeds", type=_int_list)
+    _add_run_options(job)
+    job.set_defaults(handler=cmd_run_job)
+
+    board = commands.add_parser("leaderboard", help="regenerate leaderboard.md and .csv")
+    board.add_argument("--results", type=Path, default=Path("results"))
+    board.add_argument("--output", type=Path, default=Path("leaderboard.md"))
+    board.add_argument("--csv", type=Path, default=Path("leaderboard.csv"))
+    board.add_argument("--dataset", type=_name_list, help="dataset names, comma-separated")
+    board.add_argument("--models", type=_name_list, help="run/model names, comma-separated")
+    board.set_defaults(handler=cmd_leaderboard)
+
+    compare = commands.add_parser("compare", help="judge NEW against baselines on a suite")
+    compare.add_argument("new", help="run name of the suite, or a (plugin) model name")
+    compare.add_argument("--against", type=_name_list, required=True, help="e.g. vae,iwae-k5")
+    compare.add_argument("--suite", required=True)
+    compare.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+    compare.add_argument("--output", type=Path, help="default results/compare/NEW-vs-A-B.md")
+    compare.add_argument("--metrics", type=_name_list, help="family/metric patterns to test")
+    compare.add_argument("--no-bootstrap", action="store_true", help="no paired NLL bootstrap")
+    compare.add_argument("--bootstrap-resamples", type=int, default=10_000)
+    compare.add_argument("--bootstrap-seed", type=int, default=0)
+    _add_run_options(compare)
+    compare.set_defaults(handler=cmd_compare)
+
+    data = commands.add_parser("data", help="dataset files")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    download = data_commands.add_parser("download", help="download NAME (needs internet)")
+    download.add_argument("name")
+    download.add_argument("--data-root", type=Path)
+    download.set_defaults(handler=cmd_download)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (changes the spec hash)",
+    )
+    parser.add_argument("--data-root", help="folder searched first for dataset files")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--force", action="store_true", help="re-run even if a record exists")
+    parser.add_argument("--rerun-failed", action="store_true", help="re-run failed/diverged runs")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _options(args: argparse.Namespace, catch_failures: bool) -> RunOptions:
+    return RunOptions(
+        results_dir=args.results,
+        checkpoint_dir=args.checkpoints,
+        data_root=args.data_root,
+        force=args.force,
+        rerun_failed=args.rerun_failed,
+        catch_failures=catch_failures,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from benchmark.datasets import list_datasets
+    from benchmark.evaluators import list_evaluators
+    from benchmark.suite import list_suites
+    from registry import list_models
+
+    listers = {
+        "models": list_models,
+        "datasets": list_datasets,
+        "suites": lambda p: list_suites(),
+        "metrics": lambda p: list_evaluators(),
+    }
+    for name in listers[args.what](args.pattern):
+        print(name)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec, seed=args.seed, overrides=args.overrides)
+    record = run_spec(spec, _options(args, catch_failures=False))
+    print_summary([record])
+    return 0 if record.status == "ok" else 2
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from benchmark.executors.progress import SuiteProgress
+    from benchmark.leaderboard import write_leaderboard
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides)
+    if args.list:
+        for index, spec in enumerate(suite.runs):
+            print(f"{index}\t{spec.name}\tseed={spec.seed}\t{spec.hash[:12]}")
+        return 0
+    executor = _executor(args)
+    progress = SuiteProgress(len(suite.runs), bar=not args.no_progress)
+    # NOTE: per-run training bars would interleave across workers; the suite bar replaces them.
+    options = replace(_options(args, catch_failures=True), progress=False)
+    records = executor.map_runs(suite.runs, options, on_event=progress)
+    progress.close()
+    print_summary(records)
+    if not args.no_leaderboard:
+        write_leaderboard(args.results, Path("leaderboard.md"), Path("leaderboard.csv"))
+        print("wrote leaderboard.md and leaderboard.csv", file=sys.stderr)
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    """Build the suite's executor from ``--executor`` and the flags that were given."""
+    from benchmark.executors import create_executor
+
+    flags = {
+        "workers": args.workers,
+        "start_method": args.start_method,
+        "address": args.address,
+        "num_cpus": args.num_cpus,
+        "num_gpus": args.num_gpus,
+    }
+    settings = {key: value for key, value in flags.items() if value is not None}
+    if args.executor in ("local", "ray"):  # NOTE: fresh worker processes re-import --plugin
+        settings["plugins"] = tuple(args.plugin or ())
+    try:
+        return create_executor(args.executor, **settings)
+    except ImportError as error:  # Ray not installed: a one-line message naming the extra
+        raise ValueError(str(error)) from None
+
+
+def cmd_run_job(args: argparse.Namespace) -> int:
+    from benchmark.suite import load_suite
+
+    runs = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides).runs
+    if not 0 <= args.index < len(runs):
+        raise ValueError(f"Expected `--index` in [0, {len(runs) - 1}], but got {args.index}.")
+    record = run_spec(runs[args.index], _options(args, catch_failures=True))
+    print_summary([record])
+    return 0 if record.status == "ok" else 2
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from benchmark.leaderboard import write_leaderboard
+
+    records = write_leaderboard(
+        args.results, args.output, args.csv, datasets=args.dataset, models=args.models
+    )
+    print(f"wrote {args.output} and {args.csv} from {len(records)} records")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from benchmark.compare import cmd_compare as compare
+
+    return compare(args)
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from benchmark.datasets.download import download_dataset
+
+    path = download_dataset(args.name, data_root=args.data_root)
+    print(f"downloaded {args.name} to {path}")
+
+
+SUMMARY_METRICS = (("elbo", "elbo"), ("nll", "nll"))
+
+
+def print_summary(records: list[RunRecord]) -> None:
+    """Print a short table: one line per run with its status and headline metrics."""
+    print(f"{'run':<28} {'seed':>4} {'status':<9} {'test ELBO':>18} {'NLL':>18} {'train s':>8}")
+    for record in records:
+        cells = []
+        for family, name in SUMMARY_METRICS:
+            estimate = record.metric(family, name)
+            cells.append(f"{estimate.value:.2f} ± {estimate.stderr or 0:.2f}" if estimate else "—")
+        train = record.timings.get("train")
+        print(
+            f"{record.spec['name'][:28]:<28} {record.spec['seed']:>4} {record.status:<9} "
+            f"{cells[0]:>18} {cells[1]:>18} {train if train is None else round(train, 1)!s:>8}"
+        )

@@ -1,0 +1,314 @@
+"""One run as a pure job: resolved spec in, run record out (and written atomically).
+
+`run_spec` is what every executor calls. It builds the dataset and model, trains with
+checkpoints (so an interrupted run resumes), evaluates each metric of the spec, and writes the
+record. A non-finite loss is recorded as ``diverged``; any other exception during a run is
+recorded as ``failed`` with its traceback when ``catch_failures`` is set (suites set it), so a
+suite carries on.
+"""
+
+import itertools
+import logging
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.calibration import gemm_gflops, memory_bandwidth_gbs
+from benchmark.datasets import create_dataset
+from benchmark.datasets.base import Dataset
+from benchmark.environment import describe_environment, git_state
+from benchmark.evaluators import get_evaluator
+from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
+from benchmark.spec import RunSpec, load_plugins
+from benchmark.trainer import Diverged, TrainState, train
+from metrics.estimate import Estimate
+from registry import create_model
+from registry.base import LatentVariableModel, LikelihoodUndefined
+
+log = logging.getLogger(__name__)
+
+_CALIBRATION: dict[str, Any] = {}  # this process's calibration figures, measured once
+_RUNS_STARTED = itertools.count(1)  # runs this process has started (is it fresh?)
+CALIBRATION_SECONDS = 0.3  # timing window of each calibration figure: about 1 s in all
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, as opposed to what to run: nothing here changes a run's results.
+
+    Attributes:
+        results_dir: Root of the records (``results/``).
+        checkpoint_dir: Where resumable checkpoints and final weights live.
+        data_root: Where IDX datasets are looked for first (``--data-root``).
+        force: Re-run even when an ``ok`` record with the same spec hash exists.
+        rerun_failed: Re-run a spec whose record is ``failed`` or ``diverged``.
+        catch_failures: Record unexpected exceptions as ``failed`` instead of raising.
+        progress: Show progress bars.
+    """
+
+    results_dir: Path = Path("results")
+    checkpoint_dir: Path = Path("checkpoints")
+    data_root: str | None = None
+    force: bool = False
+    rerun_failed: bool = False
+    catch_failures: bool = True
+    progress: bool = True
+
+
+def existing_record(spec: RunSpec, options: RunOptions) -> RunRecord | None:
+    """Return the record to reuse for `spec`, or None when the run must (re)run."""
+    path = record_path(options.results_dir, spec.name, spec.dataset["name"], spec.hash)
+    if options.force or not path.is_file():
+        return None
+    try:
+        record = read_record(path)
+    except ValueError as error:  # an old schema or a corrupt file is re-run, not trusted
+        log.warning("re-running %s: %s", path, error)
+        return None
+    if record.spec_hash != spec.hash:
+        return None
+    if record.status != "ok" and options.rerun_failed:
+        return None
+    return record
+
+
+def run_spec(spec: RunSpec, options: RunOptions = RunOptions()) -> RunRecord:
+    """Run `spec` (or reuse its record) and return the record, which is also written to disk."""
+    cached = existing_record(spec, options)
+    if cached is not None:
+        return cached
+    load_plugins(spec.plugins)
+    calibration = machine_calibration()  # NOTE: before training, so the run cannot disturb it
+    fresh_process = next(_RUNS_STARTED) == 1
+    peak_is_per_run = reset_peak_memory()
+    started = time.perf_counter()
+    torch.manual_seed(spec.seed)
+    context: dict[str, Any] = {"timings": {}, "training": {}, "model_info": {}, "dataset_info": {}}
+    try:
+        status, metrics, failure = _train_and_evaluate(spec, options, context)
+    except Exception as error:  # noqa: BLE001  a suite must survive any single broken run
+        if not options.catch_failures:
+            raise
+        status, metrics = "failed", {}
+        failure = {
+            "reason": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+        }
+    context["timings"]["total"] = time.perf_counter() - started
+    context["resources"] = {
+        **peak_memory(),
+        "fresh_process": fresh_process,
+        "peak_rss_scope": "run" if peak_is_per_run else "process",
+    }
+    context["calibration"] = calibration
+    record = build_record(spec, status, metrics, failure, context)
+    write_record(
+        record, record_path(options.results_dir, spec.name, spec.dataset["name"], spec.hash)
+    )
+    return record
+
+
+def machine_calibration(*, threads: int | None = None) -> dict[str, Any]:
+    """Return this machine's speed figures, measured on first use in this process (~1 s).
+
+    fp32 GEMM throughput and memory bandwidth (`benchmark.calibration`) let reports turn a
+    run's seconds into machine-independent cost. They are measured once per process, before
+    the first run, with `threads` torch threads (default: the current setting).
+    """
+    if not _CALIBRATION:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads or previous)
+        try:
+            _CALIBRATION.update(
+                gemm_gflops=gemm_gflops(seconds=CALIBRATION_SECONDS),
+                memory_bandwidth_gbs=memory_bandwidth_gbs(seconds=CALIBRATION_SECONDS),
+                threads=torch.get_num_threads(),
+            )
+        finally:
+            torch.set_num_threads(previous)
+    return dict(_CALIBRATION)
+
+
+def use_calibration(figures: dict[str, Any]) -> None:
+    """Adopt figures measured by another process on this machine (a pool's parent process)."""
+    _CALIBRATION.clear()
+    _CALIBRATION.update(figures)
+
+
+def reset_peak_memory() -> bool:
+    """Restart the peak-memory marks, so that `peak_memory` reads the coming run's own peak.
+
+    CUDA's peak is always reset. The resident-set peak can be reset on Linux only, by writing
+    5 to ``/proc/self/clear_refs`` (proc(5)); returns whether that worked. Where it does not,
+    the peak is the process's high-water mark since it started, a run's own only when the
+    run is the process's first (the local executor gives each run a fresh process).
+    """
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_memory() -> dict[str, float]:
+    """Return the peak resident memory of this process (and CUDA's, if used) in MiB.
+
+    Reads ``VmHWM`` from ``/proc/self/status`` on Linux, else ``ru_maxrss`` (KiB on Linux,
+    bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.is_file() else []
+    hwm_kib = [int(line.split()[1]) for line in lines if line.startswith("VmHWM:")]
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    maxrss_bytes = maxrss if sys.platform == "darwin" else maxrss * 1024
+    rss_bytes = hwm_kib[0] * 1024 if hwm_kib else maxrss_bytes
+    peak = {"peak_rss_mb": round(rss_bytes / 2**20, 1)}
+    if torch.cuda.is_available():
+        peak["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
+def _train_and_evaluate(spec: RunSpec, options: RunOptions, context: dict[str, Any]):
+    dataset = create_dataset(
+        spec.dataset["name"], data_root=options.data_root, **_settings(spec.dataset)
+    )
+    context["dataset_info"] = describe_dataset(dataset)
+    model = create_model(spec.model["name"], data_shape=dataset.data_shape, **_settings(spec.model))
+    context["model_info"] = describe_model(model)
+    checkpoint = Path(options.checkpoint_dir) / f"{spec.hash[:16]}.pt"
+    if options.force:  # NOTE: a forced re-run trains from scratch, not from old weights
+        checkpoint.unlink(missing_ok=True)
+    try:
+        state = train(
+            model,
+            dataset,
+            spec.train,
+            seed=spec.seed,
+            checkpoint_path=checkpoint,
+            progress=options.progress,
+        )
+    except Diverged as diverged:
+        context["timings"]["train"] = None
+        return "diverged", {}, {"reason": diverged.reason, "step": diverged.step}
+    context["timings"]["train"] = state.seconds
+    context["training"] = describe_training(state)
+    context["undefined"] = {}
+    metrics = evaluate(model, dataset, spec, context["timings"], context["undefined"])
+    context["images"] = save_images(model, dataset, spec, options.results_dir)
+    return "ok", metrics, None
+
+
+def save_images(
+    model: LatentVariableModel, dataset: Dataset, spec: RunSpec, results_dir: Path
+) -> dict[str, str]:
+    """Save prior samples, reconstructions and traversals of an image model; return their paths.
+
+    Paths are relative to `results_dir` (``images/<dataset>/<run>-<hash12>/*.png``), so the
+    records and the leaderboard can link them. Vector datasets get no images.
+    """
+    if len(dataset.data_shape) != 3:
+        return {}
+    from benchmark.images import save_run_images  # NOTE: on use; tables alone need no Pillow
+
+    folder = Path(results_dir) / "images" / spec.dataset["name"] / f"{spec.name}-{spec.hash[:12]}"
+    x = dataset.evaluation_data("test")[:16]  # (16, C, H, W)
+    with torch.random.fork_rng(), torch.no_grad():
+        paths = save_run_images(model, x, folder, seed=spec.seed)
+    return {kind: str(Path(path).relative_to(results_dir)) for kind, path in paths.items()}
+
+
+def _settings(block: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in block.items() if k != "name"}
+
+
+def evaluate(
+    model: LatentVariableModel,
+    dataset: Dataset,
+    spec: RunSpec,
+    timings: dict[str, Any],
+    undefined: dict[str, str] | None = None,
+) -> dict[str, dict[str, Estimate]]:
+    """Run every evaluator of the spec on the trained model, timing each.
+
+    An evaluator whose quantity is not defined for this model (it raises
+    `LikelihoodUndefined`, e.g. AIS on discrete codes) is skipped, and its reason is put into
+    `undefined` so reports show "n/a (reason)" instead of a number that means nothing.
+    """
+    model.eval()
+    metrics, eval_started = {}, time.perf_counter()
+    for name, config in spec.eval.items():
+        started = time.perf_counter()
+        try:
+            metrics[name] = get_evaluator(name).function(
+                model=model, dataset=dataset, config=config, seed=spec.seed
+            )
+        except LikelihoodUndefined as error:
+            if undefined is None:
+                raise
+            undefined[name] = error.reason
+        timings[f"eval_{name}"] = time.perf_counter() - started
+    timings["eval"] = time.perf_counter() - eval_started
+    return metrics
+
+
+def describe_model(model: LatentVariableModel) -> dict[str, Any]:
+    return {
+        "class": type(model).__name__,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "latent_dim": model.latent_dim,
+        "trains_on_likelihood_bound": model.trains_on_likelihood_bound,
+        "beta": getattr(model, "beta", None),  # KL weight, for reports that plot against it
+    }
+
+
+def describe_dataset(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "checksum": dataset.checksum,
+        "source": dataset.source,
+        "preprocessing": dataset.preprocessing,
+        "data_shape": list(dataset.data_shape),
+        "sizes": {split: int(len(x)) for split, x in dataset.splits.items()},
+    }
+
+
+def describe_training(state: TrainState) -> dict[str, Any]:
+    return {
+        "steps_completed": state.step,
+        "resumed_from_step": state.resumed_from,
+        "curve": state.curve,
+        "final": state.curve[-1] if state.curve else {},
+    }
+
+
+def build_record(
+    spec: RunSpec, status: str, metrics: dict, failure: dict | None, context: dict[str, Any]
+) -> RunRecord:
+    model_info = {"name": spec.model["name"], **context["model_info"]}
+    return RunRecord(
+        schema_version=SCHEMA_VERSION,
+        status=status,
+        spec=spec.to_dict(),
+        spec_hash=spec.hash,
+        config_hash=spec.config_hash,
+        model=model_info,
+        dataset={"name": spec.dataset["name"], **context["dataset_info"]},
+        metrics=metrics,
+        seeds={"run": spec.seed, "data_order": spec.seed, "evaluation": spec.seed},
+        environment={**describe_environment(), "calibration": context.get("calibration")},
+        git=git_state(),
+        timings=context["timings"],
+        training=context["training"],
+        failure=failure,
+        images=context.get("images", {}),
+        undefined_metrics=context.get("undefined", {}),
+        resources=context.get("resources", {}),
+    )

@@ -1,0 +1,94 @@
+"""Tests of the run-record schema: round trip, NaN refusal, atomic writes."""
+
+import json
+import math
+
+import pytest
+
+from benchmark.records import (
+    SCHEMA_VERSION,
+    RunRecord,
+    load_records,
+    read_record,
+    record_path,
+    write_record,
+)
+from metrics.estimate import Estimate, mean_estimate
+
+
+def make_record(value: float = -80.5, status: str = "ok", seed: int = 0) -> RunRecord:
+    estimate = Estimate(value, 0.25, 360, "nats", True, {"k": 1000, "split": "test"}, {"ess": 12.5})
+    return RunRecord(
+        schema_version=SCHEMA_VERSION,
+        status=status,
+        spec={"name": "vae", "seed": seed, "model": {"name": "vae"}, "dataset": {"name": "digits"}},
+        spec_hash=f"{seed:064d}",
+        config_hash="c" * 64,
+        model={"name": "vae", "num_parameters": 1234},
+        dataset={"name": "digits", "checksum": "ab"},
+        metrics={"elbo": {"elbo": estimate}} if status == "ok" else {},
+        seeds={"run": seed},
+        environment={"python": "3.11"},
+        git={"commit": "abc", "dirty": False},
+        timings={"train": 1.5, "eval": 0.5, "total": 2.0},
+    )
+
+
+def test_record_round_trip(tmp_path):
+    """Contract: a written record reads back equal, with sorted keys and Estimates restored."""
+    record = make_record()
+    path = write_record(record, tmp_path / "r.json")
+    assert read_record(path) == record
+    text = path.read_text()
+    assert list(json.loads(text)) == sorted(json.loads(text))
+    assert isinstance(read_record(path).metric("elbo", "elbo"), Estimate)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_refused_and_old_file_kept(tmp_path, bad):
+    """Property: NaN/Inf is never written; the existing record survives the failed write."""
+    path = write_record(make_record(), tmp_path / "r.json")
+    before = path.read_text()
+    with pytest.raises(ValueError, match="finite.*diverged"):
+        write_record(make_record(value=bad), path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_diverged_record_has_null_metrics(tmp_path):
+    """Property: a diverged run is a valid record with status 'diverged' and no metric values."""
+    path = write_record(make_record(status="diverged"), tmp_path / "d.json")
+    assert read_record(path).status == "diverged" and read_record(path).metrics == {}
+
+
+def test_schema_version_mismatch_and_unknown_keys_are_refused(tmp_path):
+    """Property: records of another schema version or with stray keys are rejected clearly."""
+    data = make_record().to_dict()
+    (tmp_path / "old.json").write_text(json.dumps({**data, "schema_version": 0}))
+    with pytest.raises(ValueError, match="schema_version"):
+        read_record(tmp_path / "old.json")
+    (tmp_path / "stray.json").write_text(json.dumps({**data, "extra": 1}))
+    with pytest.raises(ValueError, match="unknown"):
+        read_record(tmp_path / "stray.json")
+
+
+def test_record_path_follows_spec_and_load_records_finds_it(tmp_path):
+    """Contract: the path is a function of the spec, and load_records reads everything."""
+    record = make_record()
+    path = record_path(tmp_path, "vae", "digits", record.spec_hash)
+    assert path == record_path(tmp_path, "vae", "digits", record.spec_hash)
+    write_record(record, path)
+    assert load_records(tmp_path) == [record]
+
+
+def test_mean_estimate_matches_numpy_and_names_bad_example():
+    """Reference (numpy): mean and sd/sqrt(n); a non-finite value names its index."""
+    import numpy as np
+    import torch
+
+    values = torch.tensor([1.0, 2.0, 4.0, 7.0])
+    estimate = mean_estimate(values, unit="nats", higher_is_better=True)
+    assert estimate.value == pytest.approx(3.5)
+    assert estimate.stderr == pytest.approx(np.std(values.numpy(), ddof=1) / 2)
+    with pytest.raises(ValueError, match="example 2"):
+        mean_estimate(torch.tensor([0.0, 1.0, math.nan]), unit="nats", higher_is_better=True)
