@@ -1,0 +1,127 @@
+"""Tests of the literature tables: the published numbers with their status, and the matching."""
+
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from benchmark.datasets import list_datasets
+from benchmark.datasets.preprocessing import PREPROCESSINGS
+from benchmark.literature import (
+    CORRESPONDENCES,
+    literature_table,
+    load_literature,
+    matches,
+    reproduction_table,
+    reproductions,
+)
+from registry import list_models, resolve_hyperparameters
+from tests.test_leaderboard import mnist_records
+
+
+def test_literature_file_is_valid_and_every_entry_has_a_status():
+    """Contract: results/literature.yaml loads, with unique ids and a primary/secondary status."""
+    entries = load_literature()
+    assert len(entries) == 56 and len({e.id for e in entries}) == 56
+    assert {e.status for e in entries} == {"primary", "secondary"}
+    numbers = [e for e in entries if e.is_number]
+    assert all(e.source for e in numbers)
+    assert not any(e.metric.startswith("protocol:") for e in numbers)
+
+
+def test_literature_table_renders_every_number_with_its_status():
+    """Contract: each published number has a row with its value and status; each pythae quote
+    of the paper has its own row marked secondary."""
+    entries = load_literature()
+    lines = literature_table(entries)
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
+    for entry in (e for e in entries if e.is_number):
+        row = rows[entry.id]
+        assert row.endswith(f"| {entry.status} |") and str(entry.value) in row
+        if entry.reference_value is not None:
+            quote = rows[f"↳ {entry.id}"]
+            assert quote.endswith("| secondary |") and str(entry.reference_value) in quote
+    assert len(lines) == 2 + sum(e.is_number for e in entries) + sum(
+        e.reference_value is not None for e in entries if e.is_number
+    )
+
+
+def test_correspondences_agree_with_the_yaml_and_the_registries():
+    """Contract: every row of the matching table names a published MNIST NLL in nats whose
+    preprocessing and model text agree with our dataset, preprocessing and model names."""
+    by_id = {e.id: e for e in load_literature()}
+    for c in CORRESPONDENCES:
+        published = by_id[c.literature_id]
+        assert published.is_number and published.unit == "nats" and published.dataset == "MNIST"
+        assert c.dataset in list_datasets() and c.preprocessing in PREPROCESSINGS
+        assert c.model in list_models()
+        assert set(c.model_settings) <= set(resolve_hyperparameters(c.model, {}))
+        assert c.preprocessing.split("_")[0] in published.preprocessing
+        assert published.model.startswith(c.model.upper())
+        assert f"k={c.model_settings.get('num_samples', 1)}" in published.model
+
+
+def test_matching_rule_and_difference():
+    """Contract: records match on dataset, preprocessing, model + k, metric and split; the
+    difference is ours − paper; a K unlike the paper's is flagged but still matched."""
+    entries = load_literature()
+    rows = {(r.published.id, r.run): r for r in reproductions(entries, mnist_records())}
+    iwae = rows[("iwae-t1-mnist-L1-iwae-k5", "iwae-k5")]
+    assert iwae.values == (85.9, 86.3) and iwae.k == (1000,)
+    assert iwae.difference == pytest.approx(86.1 - 85.54)
+    assert rows[("iwae-t1-mnist-L1-vae-k1", "vae")].difference == pytest.approx(88.0 - 86.76)
+    assert ("iwae-static-mnist-L1-iwae-k5", None) in rows  # listed, not run yet
+    table = "\n".join(reproduction_table(entries, mnist_records()))
+    assert "| 1000 (K differs) | 0.5600 [" in table and "| 5000 | 1.240 |" in table
+
+
+@pytest.mark.parametrize("change", ["preprocessing", "num_samples", "split", "unit", "status"])
+def test_a_record_differing_in_one_key_does_not_match(change):
+    """Property: changing any one of the matched keys of a matching record breaks the match."""
+    correspondence = next(
+        c for c in CORRESPONDENCES if c.literature_id == "iwae-t1-mnist-L1-iwae-k5"
+    )
+    record = mnist_records()[0]
+    assert matches(correspondence, record, "nats")
+    estimate = record.metric("nll", "nll")
+    changed = {
+        "preprocessing": replace(
+            record, dataset={**record.dataset, "preprocessing": "static_binarization"}
+        ),
+        "num_samples": replace(
+            record, spec={**record.spec, "model": {"name": "iwae", "num_samples": 50}}
+        ),
+        "split": replace(
+            record,
+            metrics={
+                "nll": {"nll": replace(estimate, params={**estimate.params, "split": "valid"})}
+            },
+        ),
+        "unit": replace(record, metrics={"nll": {"nll": replace(estimate, unit="bits/dim")}}),
+        "status": replace(record, status="diverged"),
+    }[change]
+    assert not matches(correspondence, changed, "nats")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown key", "unknown"),
+        ("bad status", "status"),
+        ("duplicate id", "duplicates"),
+        ("missing key", "complete"),
+    ],
+)
+def test_load_literature_rejects_malformed_entries(tmp_path, case, message):
+    """Property: unknown or missing keys, an unknown status or duplicate ids are refused."""
+    entry = {k: v for k, v in vars(load_literature()[0]).items() if v is not None}
+    content = {
+        "unknown key": [{**entry, "extra": 1}],
+        "bad status": [{**entry, "status": "tertiary"}],
+        "duplicate id": [entry, entry],
+        "missing key": [{k: v for k, v in entry.items() if k != "paper"}],
+    }[case]
+    path = tmp_path / "literature.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ValueError, match=message):
+        load_literature(path)
