@@ -38,6 +38,9 @@ class LocalOptimization:
     """How each q* is optimised (defaults: Cremer et al. 2018)."""
 
     family: Family = "ffg"  # q* family: fully factorised Gaussian, or Gaussian + coupling flow
+    # Where each q* starts: N(0, I) as in the paper, or the amortised q(z|x), which makes
+    # L[q*] >= L[q] hold from step 0 and converges far sooner under a reduced step budget.
+    init: Literal["standard_normal", "encoder"] = "standard_normal"
     samples_per_step: int = 100  # k posterior samples per Adam step (lxuechen code: 100)
     lr: float = 1e-3  # Adam learning rate (betas 0.9, 0.999, eps 1e-8)
     check_every: int = 100  # steps averaged per stopping check
@@ -54,6 +57,10 @@ class LocalOptimization:
             raise ValueError(
                 f"Expected `patience` >= 0 and `lr` > 0, but got {self.patience} and {self.lr}."
             )
+        if self.init not in ("standard_normal", "encoder"):
+            raise ValueError(
+                f"Expected `init` to be 'standard_normal' or 'encoder', but got {self.init!r}."
+            )
         if self.family not in ("ffg", "flow"):
             raise ValueError(f"Expected `family` to be 'ffg' or 'flow', but got {self.family!r}.")
 
@@ -64,8 +71,13 @@ class FactorizedGaussian:
     def __init__(self, latent_dim: int) -> None:
         self.latent_dim = latent_dim
 
-    def initial_parameters(self, num_points: int, like: Tensor) -> list[Tensor]:
-        """Return N(0, I) for every point, as in Cremer et al. (2018)."""
+    def initial_parameters(
+        self, num_points: int, like: Tensor, start: tuple[Tensor, Tensor] | None = None
+    ) -> list[Tensor]:
+        """Return N(0, I) for every point (Cremer et al. 2018), or `start` = (mean, variance)."""
+        if start is not None:
+            mean, variance = start  # (B, D) each
+            return [mean.detach().to(like.dtype).clone(), variance.detach().log().to(like.dtype)]
         zeros = torch.zeros(num_points, self.latent_dim, dtype=like.dtype, device=like.device)
         return [zeros, zeros.clone()]
 
@@ -95,9 +107,12 @@ class CouplingFlow:
         # Alternate which half conditions the other, so two layers transform every dimension.
         self.masks = [half if layer % 2 == 0 else ~half for layer in range(num_layers)]
 
-    def initial_parameters(self, num_points: int, like: Tensor) -> list[Tensor]:
-        """Return base N(0, I) parameters, then ``[W1, b1, W2, b2]`` per layer."""
-        params = self.base.initial_parameters(num_points, like)
+    def initial_parameters(
+        self, num_points: int, like: Tensor, start: tuple[Tensor, Tensor] | None = None
+    ) -> list[Tensor]:
+        """Return base Gaussian parameters (see `FactorizedGaussian`), then ``[W1, b1, W2, b2]``
+        per layer; the output layers start at zero, so the flow starts as the identity."""
+        params = self.base.initial_parameters(num_points, like, start)
         d, h = self.latent_dim, self.hidden
         options = {"dtype": like.dtype, "device": like.device}
         for _ in range(self.num_layers):
@@ -291,7 +306,12 @@ def optimal_local_posterior(
         The fitted `LocalPosterior` with steps used and convergence flags per point.
     """
     family = create_family(optimization, model.latent_dim)
-    params = family.initial_parameters(x.shape[0], like=x)
+    start = None
+    if optimization.init == "encoder":
+        with torch.no_grad():
+            q_z = model.encode(x)
+            start = (q_z.mean, q_z.variance)  # (B, D) each
+    params = family.initial_parameters(x.shape[0], like=x, start=start)
     loss_fn = _negative_elbo(model, x, family, optimization.samples_per_step)
     steps, converged = minimize_per_datapoint(loss_fn, params, optimization=optimization)
     return LocalPosterior(family, params, steps, converged)

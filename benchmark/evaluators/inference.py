@@ -33,6 +33,7 @@ class InferenceGapsConfig:
     is_k: int = 5000  # importance samples for log p̂(x) (paper: IWAE with k = 5000)
     elbo_k: int = 5000  # samples for L[q] and L[q*] (chriscremer code: 5000)
     samples_per_step: int = 100  # k samples per Adam step of q*
+    init: Literal["standard_normal", "encoder"] = "standard_normal"  # q* start: paper, or q(z|x)
     lr: float = 1e-3  # Adam learning rate for q*
     check_every: int = 100  # steps per stopping check
     patience: int = 10  # stop after more than this many checks without improvement
@@ -95,6 +96,7 @@ def inference_gaps(
     optimization = LocalOptimization(
         family=config.family,
         samples_per_step=config.samples_per_step,
+        init=config.init,
         lr=config.lr,
         check_every=config.check_every,
         patience=config.patience,
