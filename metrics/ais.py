@@ -27,8 +27,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from metrics.importance import log_mean_exp
-from registry.base import require_continuous_latents
-from registry.base import LatentVariableModel
+from registry.base import LatentVariableModel, require_continuous_latents
 
 Init = Literal["prior", "encoder"]
 Schedule = Literal["linear", "sigmoid"]

@@ -29,8 +29,7 @@ from metrics.ais import (
     annealing_schedule,
 )
 from metrics.importance import log_mean_exp
-from registry.base import require_continuous_latents
-from registry.base import LatentVariableModel
+from registry.base import LatentVariableModel, require_continuous_latents
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class LatentVariableModel(nn.Module):
         return self.prior().log_prob(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """Return log p(x|z) for x ``(B, *data_shape)`` and z ``(..., B, D)``, shape ``(..., B)``."""
+        """Return log p(x|z), shape ``(..., B)``, for x ``(B, *data_shape)``, z ``(..., B, D)``."""
         return self.decode(z).log_prob(x)
 
     def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
