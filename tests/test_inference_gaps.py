@@ -338,8 +338,14 @@ def test_encoder_initialisation_starts_at_q_and_reaches_the_same_optimum(setup):
     torch.testing.assert_close(start.params[0], q_z.mean, atol=1e-2, rtol=0)
     torch.manual_seed(4)
     gaps = inference_gaps(
-        perturbed, x, optimization=replace(FAST, init="encoder"), is_samples=2000,
-        elbo_samples=2000, batch_size=12, chunk_size=2000, log_px=perturbed.exact_log_marginal(x),
+        perturbed,
+        x,
+        optimization=replace(FAST, init="encoder"),
+        is_samples=2000,
+        elbo_samples=2000,
+        batch_size=12,
+        chunk_size=2000,
+        log_px=perturbed.exact_log_marginal(x),
     )
     assert gaps["approximation_gap"].value == pytest.approx(
         diagonal_gap_closed_form(precision_matrix()), abs=0.03
