@@ -32,7 +32,7 @@ from registry.base import LatentVariableModel, require_continuous_latents
 Init = Literal["prior", "encoder"]
 Schedule = Literal["linear", "sigmoid"]
 STEP_SIZE_RANGE = (1e-4, 0.5)  # clamp of the adapted step size (Cremer et al. 2018)
-ADAPTATION_FACTOR = 1.02  # step *= 1.02 when accepting too often, /= ... (*0.98) otherwise
+ADAPTATION_FACTOR = 1.02  # step size x 1.02 when accepting above the target, x 0.98 below
 SIGMOID_RADIUS = 4.0  # the sigmoid schedule spans sigmoid(-4) ... sigmoid(4) (Grosse et al. 2015)
 
 

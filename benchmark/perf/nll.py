@@ -1,7 +1,8 @@
 """Benchmark ``nll``: importance-sampled NLL throughput as a fraction of this machine's GEMM speed.
 
-    python -m benchmark.perf nll            # the issue's figures (about 2-3 minutes on 2 cores)
-    python -m benchmark.perf nll --quick    # a smaller wall-time run (about 20 s)
+    python -m benchmark.perf nll            # the issue's figures (~1.5 min on 2 idle cores)
+    python -m benchmark.perf nll --quick    # wall time over 1,000 images only (~15 s)
+    python -m benchmark.perf nll --generic  # also the unfused path, for comparison
 
 Measures, in the same run and interleaved so that both see the same machine load:
 
@@ -13,7 +14,9 @@ Measures, in the same run and interleaved so that both see the same machine load
 
 and prints their ratio (best of the interleaved rounds of each). Then it times the estimator on
 the whole test set (10,000 Fashion-MNIST images, or random binary images of that shape when the
-files are missing). The model is untrained: speed does not depend on the weights.
+files are missing). The model is untrained: speed does not depend on the weights. On a shared
+machine run it when idle: both rates are the best of their rounds, but load that differs between
+rounds still moves the ratio.
 """
 
 import argparse
