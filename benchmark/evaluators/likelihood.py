@@ -104,14 +104,12 @@ def nll(
         log_likelihood_offset=dataset.log_likelihood_offset,
         params=params,
     )
-    return {
-        name: _finish(e, _per_example_values(name, result, dataset))
-        for name, e in estimates.items()
-    }
+    per_example = _per_example_values(result, dataset)
+    return {name: _finish(e, per_example[name]) for name, e in estimates.items()}
 
 
-def _per_example_values(name: str, result: ImportanceSampledLikelihood, dataset: Dataset) -> Tensor:
-    """Return the per-example values whose mean is estimate `name` of the ``nll`` evaluator."""
+def _per_example_values(result: ImportanceSampledLikelihood, dataset: Dataset) -> dict[str, Tensor]:
+    """Return, per estimate of the ``nll`` evaluator, the ``(N,)`` values whose mean it is."""
     log_likelihood = result.log_likelihood + dataset.log_likelihood_offset
     return {
         "nll": -log_likelihood,
@@ -119,7 +117,7 @@ def _per_example_values(name: str, result: ImportanceSampledLikelihood, dataset:
         "iwae_bound": log_likelihood,
         "elbo": result.elbo + dataset.log_likelihood_offset,
         "ess": result.ess,
-    }[name]
+    }
 
 
 @register_evaluator("ais")
