@@ -19,8 +19,6 @@ deviations (never a bootstrap), dots are not jittered, and the PNG carries no so
 """
 
 import io
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
+from benchmark.atomic import atomic_write_bytes
 from benchmark.records import RunRecord
 
 STYLE = {"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100}
@@ -291,18 +290,6 @@ def write_figures(records: list[RunRecord], folder: str | Path) -> list[Path]:
         path = Path(folder) / figure.filename
         data = draw_figure(figure, records)
         if not path.is_file() or path.read_bytes() != data:
-            _atomic_write_bytes(path, data)
+            atomic_write_bytes(path, data)
         paths.append(path)
     return paths
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,12 +8,11 @@ spec again targets the same file.
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmark.atomic import atomic_write_text
 from metrics.estimate import Estimate
 
 SCHEMA_VERSION = 1
@@ -123,21 +122,6 @@ def write_record(record: RunRecord, path: Path) -> Path:
     path = Path(path)
     atomic_write_text(path, text)
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_record(path: Path) -> RunRecord:

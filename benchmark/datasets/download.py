@@ -10,8 +10,6 @@ for every mirror and for re-compressed copies; the values below are those of the
 
 import gzip
 import hashlib
-import os
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.atomic import atomic_write_bytes
 from benchmark.datasets import locations
 from registry._registry import unknown_name_error
 
@@ -120,7 +119,7 @@ def download_dataset(
         if _verified_copy_exists(directory, stem, sha256):
             continue
         payload = _fetch_verified(source.base_urls, stem, sha256, urlopen)
-        _write_atomically(directory / f"{stem}.gz", payload)
+        atomic_write_bytes(directory / f"{stem}.gz", payload)
     return directory
 
 
@@ -159,17 +158,3 @@ def _fetch_verified(
             return payload
         failures.append(f"  {url}: sha256 of the decompressed file is {actual}, expected {sha256}")
     raise OSError(f"Could not download a verified {stem}.gz; tried:\n" + "\n".join(failures))
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` so that readers see either no file or the whole file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
