@@ -32,6 +32,7 @@ from metrics.local_posterior import (
 )
 from registry import create_model, list_models
 from registry._typecheck import check_value
+from registry.base import LikelihoodUndefined
 
 LATENT_DIM, DATA_DIM, NOISE_STD, CORRELATION, SCALE = 3, 6, 0.5, 0.4, 4.0
 FAST = LocalOptimization(lr=1e-2)  # the paper's rule at 10x the paper's lr, to keep tests short
@@ -301,7 +302,8 @@ def test_evaluator_reports_named_estimates_with_settings():
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_gets_inference_gaps(name):
-    """Contract: every registered model yields finite bounds and gaps that add up."""
+    """Contract: every model with continuous latents yields finite bounds and gaps that add
+    up; a model with discrete codes refuses with `LikelihoodUndefined` and its reason."""
     torch.manual_seed(0)
     try:
         model = create_model(name, data_shape=(1, 8, 8))
@@ -309,6 +311,18 @@ def test_every_model_gets_inference_gaps(name):
         model = create_model(name, data_shape=(16,))
     x = torch.bernoulli(torch.full((3, *model.data_shape), 0.5))
     short = LocalOptimization(samples_per_step=4, check_every=5, max_steps=10)
+    if not model.continuous_latents:
+        with pytest.raises(LikelihoodUndefined, match="discrete latent codes"):
+            inference_gaps(
+                model.eval(),
+                x,
+                optimization=short,
+                is_samples=8,
+                elbo_samples=8,
+                batch_size=3,
+                chunk_size=4,
+            )
+        return
     gaps = inference_gaps(
         model.eval(),
         x,
