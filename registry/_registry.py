@@ -8,6 +8,7 @@ use the same machinery; metrics are not registered, they are plain functions.
 
 import difflib
 import fnmatch
+import functools
 import inspect
 import re
 import typing
@@ -48,6 +49,38 @@ class Registry:
             return factory
 
         return decorator
+
+    def register_preset(self, name: str, *, base: str, doc: str, **defaults: Any) -> None:
+        """Register `name` as factory `base` with other defaults (e.g. a paper's configuration).
+
+        The preset's signature is the base's with `defaults` replaced, so specs, resolution and
+        hashing treat it like any factory; an unknown default name raises.
+
+        Args:
+            name: Registry name of the preset, e.g. ``"wae_mmd_paper"``.
+            base: A registered name whose factory builds the object.
+            doc: One line saying what the preset reproduces.
+            **defaults: Parameter defaults that differ from the base factory's.
+        """
+        factory = self._factories[base]
+        signature = inspect.signature(factory)
+        unknown = sorted(set(defaults) - set(signature.parameters))
+        if unknown:
+            raise ValueError(f"Preset {name!r}: {unknown} are not parameters of {base!r}.")
+
+        @functools.wraps(factory)
+        def preset(**settings: Any) -> Any:
+            return factory(**settings)
+
+        preset.__signature__ = signature.replace(
+            parameters=[
+                p.replace(default=defaults.get(p.name, p.default))
+                for p in signature.parameters.values()
+            ]
+        )
+        preset.__doc__ = doc
+        preset.__qualname__ = preset.__name__ = name
+        self.register(name)(preset)
 
     def _check_signature(self, name: str, factory: Callable[..., Any]) -> None:
         for param in inspect.signature(factory).parameters.values():
@@ -148,6 +181,11 @@ MODELS.before_lookup = _load_model_plugins
 def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a model factory under `name`; a duplicate name raises ValueError."""
     return MODELS.register(name)
+
+
+def register_model_preset(name: str, *, base: str, doc: str, **defaults: Any) -> None:
+    """Register model `name` as model `base` with other defaults (`Registry.register_preset`)."""
+    MODELS.register_preset(name, base=base, doc=doc, **defaults)
 
 
 def create_model(name: str, **hyperparameters: Any) -> Any:

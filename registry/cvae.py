@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.base import LatentVariableModel, LossOutput, kl_to_prior, standard_normal_prior
 from registry.hierarchical import diagonal_normal
 from registry.likelihoods import create_likelihood
@@ -201,15 +201,10 @@ def cvae(
     return _build(data_shape, latent_dim, architecture, likelihood, num_classes, conditional_prior)
 
 
-@register_model("cvae_paper")
-def cvae_paper(
-    *,
-    data_shape: tuple[int, ...],
-    latent_dim: int = 50,
-    architecture: Architecture = PAPER_ARCHITECTURE,
-    likelihood: LikelihoodName = "bernoulli",
-    num_classes: int = 10,
-    conditional_prior: bool = True,
-) -> ConditionalVAE:
-    """Build the conditional VAE with the literature's MNIST MLP sizes (see the module doc)."""
-    return _build(data_shape, latent_dim, architecture, likelihood, num_classes, conditional_prior)
+register_model_preset(
+    "cvae_paper",
+    base="cvae",
+    doc="Build the conditional VAE with the literature's MNIST MLP sizes (see the module doc).",
+    latent_dim=50,
+    architecture=PAPER_ARCHITECTURE,
+)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, constraints
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.base import LatentVariableModel
 from registry.likelihoods import create_likelihood
 from registry.trunks import ACTIVATIONS, Architecture, build_decoder, build_encoder, gaussian_head
@@ -267,18 +267,12 @@ def iaf_vae(
     )
 
 
-@register_model("iaf_vae_paper")
-def iaf_vae_paper(
-    *,
-    data_shape: tuple[int, ...],
-    latent_dim: int = 32,
-    architecture: Architecture = PAPER_ARCHITECTURE,
-    likelihood: LikelihoodName = "bernoulli",
-    num_flows: int = 2,
-    flow_hidden: tuple[int, ...] = (320, 320),
-    context_dim: int = 320,
-) -> IAFVAE:
-    """Build the IAF VAE of the paper's MNIST setting, with MLP trunks (Kingma et al. 2016)."""
-    return _build(
-        data_shape, latent_dim, architecture, likelihood, num_flows, flow_hidden, context_dim
-    )
+register_model_preset(
+    "iaf_vae_paper",
+    base="iaf_vae",
+    doc="Build the IAF VAE of the paper's MNIST setting, with MLP trunks (Kingma et al. 2016).",
+    latent_dim=32,
+    architecture=PAPER_ARCHITECTURE,
+    flow_hidden=(320, 320),
+    context_dim=320,
+)

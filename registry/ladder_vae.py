@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.base import standard_normal_prior
 from registry.hierarchical import AncestralDistribution, TopDownHierarchy, diagonal_normal
 from registry.likelihoods import create_likelihood
@@ -273,19 +273,11 @@ def ladder_vae(
     )
 
 
-@register_model("ladder_vae_paper")
-def ladder_vae_paper(
-    *,
-    data_shape: tuple[int, ...],
-    latent_dims: tuple[int, ...] = (64, 32, 16, 8, 4),
-    hidden: tuple[int, ...] = (512, 256, 128, 64, 32),
-    block_depth: int = 2,
-    activation: Activation = "leaky_relu",
-    likelihood: LikelihoodName = "bernoulli",
-    inference: Literal["ladder", "bottom_up"] = "ladder",
-    batch_norm: bool = True,
-) -> LadderVAE:
-    """Build the Ladder VAE of the paper's MNIST experiments (Sønderby et al. 2016, Sec. 3)."""
-    return _build(
-        data_shape, latent_dims, hidden, block_depth, activation, likelihood, inference, batch_norm
-    )
+register_model_preset(
+    "ladder_vae_paper",
+    base="ladder_vae",
+    doc="Build the Ladder VAE of the paper's MNIST experiments (Sønderby et al. 2016, Sec. 3).",
+    latent_dims=(64, 32, 16, 8, 4),
+    hidden=(512, 256, 128, 64, 32),
+    batch_norm=True,
+)

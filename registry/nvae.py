@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.base import LossOutput, standard_normal_prior
 from registry.hierarchical import TopDownHierarchy, diagonal_normal
 from registry.likelihoods import create_likelihood
@@ -304,24 +304,13 @@ def nvae(
     )  # fmt: skip
 
 
-@register_model("nvae_paper")
-def nvae_paper(
-    *,
-    data_shape: tuple[int, ...],
-    channels: int = 32,
-    latent_channels: int = 20,
-    groups_per_scale: tuple[int, ...] = (5, 10),
-    cells_per_group: int = 1,
-    preprocess_downsamples: int = 2,
-    spectral_regularization: float = 0.01,
-    power_iterations: int = 1,
-    likelihood: LikelihoodName = "bernoulli",
-) -> NVAE:
-    """Build the NVAE-style model in the paper's MNIST configuration (2 scales, 20 channels)."""
-    return _build(
-        data_shape, channels=channels, latent_channels=latent_channels,
-        groups_per_scale=groups_per_scale, cells_per_group=cells_per_group,
-        preprocess_downsamples=preprocess_downsamples,
-        spectral_regularization=spectral_regularization, power_iterations=power_iterations,
-        likelihood=likelihood,
-    )  # fmt: skip
+register_model_preset(
+    "nvae_paper",
+    base="nvae",
+    doc="Build the NVAE-style model in the paper's MNIST configuration (2 scales, 20 channels).",
+    channels=32,
+    latent_channels=20,
+    groups_per_scale=(5, 10),
+    preprocess_downsamples=2,
+    spectral_regularization=0.01,
+)

@@ -22,7 +22,7 @@ import math
 
 from torch import Tensor, nn
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.trunks import ACTIVATIONS, Architecture
 from registry.vae import VAE, LikelihoodName
 
@@ -104,13 +104,10 @@ def skip_vae(
     return _build(data_shape, latent_dim, architecture, likelihood)
 
 
-@register_model("skip_vae_paper")
-def skip_vae_paper(
-    *,
-    data_shape: tuple[int, ...],
-    latent_dim: int = 50,
-    architecture: Architecture = PAPER_ARCHITECTURE,
-    likelihood: LikelihoodName = "bernoulli",
-) -> SkipVAE:
-    """Build a Skip-VAE with a deep 4-layer decoder and the literature's MNIST MLP sizes."""
-    return _build(data_shape, latent_dim, architecture, likelihood)
+register_model_preset(
+    "skip_vae_paper",
+    base="skip_vae",
+    doc="Build a Skip-VAE with a deep 4-layer decoder and the literature's MNIST MLP sizes.",
+    latent_dim=50,
+    architecture=PAPER_ARCHITECTURE,
+)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.trunks import Architecture
 from registry.vae import VAE, LikelihoodName
 
@@ -98,14 +98,11 @@ def vamp_prior(
     return _build(data_shape, latent_dim, architecture, likelihood, num_pseudo_inputs)
 
 
-@register_model("vamp_prior_paper")
-def vamp_prior_paper(
-    *,
-    data_shape: tuple[int, ...],
-    latent_dim: int = 40,
-    architecture: Architecture = PAPER_ARCHITECTURE,
-    likelihood: LikelihoodName = "bernoulli",
-    num_pseudo_inputs: int = 500,
-) -> VampPriorVAE:
-    """Build the VampPrior VAE (L = 1) of the paper's MNIST experiments (K = 500, 40 latents)."""
-    return _build(data_shape, latent_dim, architecture, likelihood, num_pseudo_inputs)
+register_model_preset(
+    "vamp_prior_paper",
+    base="vamp_prior",
+    doc="Build the VampPrior VAE (L = 1) of the paper's MNIST experiments (K = 500, 40 latents).",
+    latent_dim=40,
+    architecture=PAPER_ARCHITECTURE,
+    num_pseudo_inputs=500,
+)

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, constraints
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.base import LatentVariableModel, LossOutput
 from registry.iaf_vae import MADE
 from registry.likelihoods import create_likelihood
@@ -376,30 +376,13 @@ def vq_vae(
     )
 
 
-@register_model("vq_vae_paper")
-def vq_vae_paper(
-    *,
-    data_shape: tuple[int, ...],
-    hidden_channels: int = 256,
-    num_downsamples: int = 2,
-    num_residual_blocks: int = 2,
-    codebook_size: int = 512,
-    embedding_dim: int = 64,
-    commitment_weight: float = 0.25,
-    prior: Literal["uniform", "autoregressive"] = "autoregressive",
-    prior_hidden: tuple[int, ...] = (256, 256),
-    likelihood: LikelihoodName = "bernoulli",
-) -> VQVAE:
-    """Build the VQ-VAE of the paper's image experiments (N = 512, beta = 0.25)."""
-    return _build(
-        data_shape,
-        hidden_channels,
-        num_downsamples,
-        num_residual_blocks,
-        codebook_size,
-        embedding_dim,
-        commitment_weight,
-        prior,
-        prior_hidden,
-        likelihood,
-    )
+register_model_preset(
+    "vq_vae_paper",
+    base="vq_vae",
+    doc="Build the VQ-VAE of the paper's image experiments (N = 512, beta = 0.25).",
+    hidden_channels=256,
+    num_residual_blocks=2,
+    codebook_size=512,
+    embedding_dim=64,
+    prior_hidden=(256, 256),
+)

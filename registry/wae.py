@@ -26,7 +26,7 @@ paper's text [unverified].
 import torch
 from torch import Tensor
 
-from registry._registry import register_model
+from registry._registry import register_model, register_model_preset
 from registry.base import LossOutput, kl_to_prior
 from registry.trunks import Architecture
 from registry.vae import VAE, LikelihoodName
@@ -137,15 +137,10 @@ def wae_mmd(
     return _build(data_shape, latent_dim, architecture, likelihood, mmd_weight, kernel_scales)
 
 
-@register_model("wae_mmd_paper")
-def wae_mmd_paper(
-    *,
-    data_shape: tuple[int, ...],
-    latent_dim: int = 8,
-    architecture: Architecture = PAPER_ARCHITECTURE,
-    likelihood: LikelihoodName = "bernoulli",
-    mmd_weight: float = 10.0,
-    kernel_scales: tuple[float, ...] = (1.0,),
-) -> WAE:
-    """Build the WAE-MMD of the paper's MNIST experiments (d_z = 8, lambda = 10)."""
-    return _build(data_shape, latent_dim, architecture, likelihood, mmd_weight, kernel_scales)
+register_model_preset(
+    "wae_mmd_paper",
+    base="wae_mmd",
+    doc="Build the WAE-MMD of the paper's MNIST experiments (d_z = 8, lambda = 10).",
+    latent_dim=8,
+    architecture=PAPER_ARCHITECTURE,
+)

@@ -95,3 +95,27 @@ def test_hyperparameter_type_errors_name_the_key():
         create_model("vae", data_shape=(1, 8, 8), latentdim=8)
     with pytest.raises(TypeError, match="model.latent_dim"):
         create_model("vae", data_shape=(1, 8, 8), latent_dim=True)
+
+
+def test_presets_are_the_base_factory_with_other_defaults():
+    """Property: a preset resolves to its own defaults, builds through the base factory, accepts
+    overrides, and refuses defaults the base does not have (on a private registry)."""
+    from registry._registry import Registry
+
+    registry = Registry("model")
+
+    @registry.register("toy")
+    def toy(*, width: int = 2, depth: int = 1) -> tuple[int, int]:
+        return width, depth
+
+    registry.register_preset("toy_paper", base="toy", doc="The paper's toy.", width=8)
+    assert registry.resolve("toy_paper", {}) == {"width": 8, "depth": 1}
+    assert registry.create("toy_paper") == (8, 1) and registry.create("toy_paper", depth=3) == (
+        8,
+        3,
+    )
+    assert registry.create("toy") == (2, 1)
+    with pytest.raises(ValueError, match="not parameters"):
+        registry.register_preset("toy_bad", base="toy", doc="x", breadth=3)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_preset("toy_paper", base="toy", doc="x", width=9)
