@@ -15,6 +15,7 @@ from PIL import Image
 from torch import Tensor
 from torch.distributions import Independent, Normal
 
+from metrics.batching import row_blocks
 from registry.base import LatentVariableModel
 
 DecoderOutput = Literal["mean", "sample"]  # E[x|z], or x ~ p(x|z)
@@ -73,7 +74,7 @@ def _scaled_prior_sample(
 ) -> Tensor:
     """Draw z ~ p(z) with the prior's spread scaled by `temperature` around its mean."""
     prior = model.prior()
-    z = prior.sample((num_samples,))  # (N, D)
+    z = model.sample_prior(num_samples)  # (N, D)
     if temperature == 1.0:
         return z
     base = prior.base_dist if isinstance(prior, Independent) else prior
@@ -113,9 +114,10 @@ def prior_samples(
         )
     model.eval()
     images = []
-    for start in range(0, num_samples, batch_size):
-        z = _scaled_prior_sample(model, min(batch_size, num_samples - start), temperature)
-        p_x_given_z = model.decode(z)
+    for rows in row_blocks(num_samples, batch_size):
+        block = model.select(rows)  # a label-conditional model: the labels of these samples
+        z = _scaled_prior_sample(block, rows.stop - rows.start, temperature)
+        p_x_given_z = block.decode(z)
         images.append(p_x_given_z.mean if decoder_output == "mean" else p_x_given_z.sample())
     return torch.cat(images)
 
@@ -204,12 +206,18 @@ def save_run_images(
     Args:
         model: A trained model with image data.
         x: A few evaluation inputs ``(B, *data_shape)``: 16 are reconstructed, the first traversed.
+            A label-conditional model comes bound to the labels of 64 rows, x's first; the
+            samples use all 64, the reconstructions and traversals those of their inputs.
         directory: Where ``samples.png``, ``reconstructions.png`` and ``traversals.png`` go.
         seed: Seed of the prior draws.
     """
     directory = Path(directory)
     return {
         "samples": prior_samples_grid(model, directory / "samples.png", 64, seed),
-        "reconstructions": reconstructions_grid(model, x[:16], directory / "reconstructions.png"),
-        "traversals": latent_traversal_grid(model, x[:1], directory / "traversals.png"),
+        "reconstructions": reconstructions_grid(
+            model.select(slice(0, 16)), x[:16], directory / "reconstructions.png"
+        ),
+        "traversals": latent_traversal_grid(
+            model.select(slice(0, 1)), x[:1], directory / "traversals.png"
+        ),
     }

@@ -200,17 +200,21 @@ def family_table(
     metrics: list[str],
     undefined: dict[str, str] | None = None,
     flagged: set[str] | None = None,
+    conditional: set[str] | None = None,
 ) -> list[str]:
     """Render one metric family's Markdown table, rows = configurations.
 
     Args:
         undefined: Config key -> why this family's metrics are not defined for it ("n/a").
         flagged: Config keys of models not trained on a likelihood bound (marked ‡).
+        conditional: Config keys of label-conditional models, scored on log p(x|y) (marked §).
     """
-    undefined, flagged = undefined or {}, flagged or set()
+    undefined, flagged, conditional = undefined or {}, flagged or set(), conditional or set()
     header = ["model", "seeds"] + [_metric_header(family, m, cells, configs) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    bests = {m: _best([cells.get((c, family, m)) for c in configs]) for m in metrics}
+    # Conditional rows (§) answer another question, so they never take the bold best.
+    comparable = [c for c in configs if c not in conditional]
+    bests = {m: _best([cells.get((c, family, m)) for c in comparable]) for m in metrics}
     mismatched = version_mismatches(family, configs, cells, metrics)
     for config in configs:
         row_cells = [cells.get((config, family, m)) for m in metrics]
@@ -222,6 +226,7 @@ def family_table(
             for c, m in zip(row_cells, metrics, strict=True)
         ]
         name = config.split("@")[0] + (" ‡" if config in flagged else "")
+        name += " §" if config in conditional else ""
         lines.append("| " + " | ".join([name, str(seeds), *rendered]) + " |")
     for config, reason in sorted(undefined.items()):
         lines += ["", f"n/a for {config.split('@')[0]}: {reason}"]
@@ -230,6 +235,15 @@ def family_table(
             "",
             "‡ trained on an objective that is not a bound on log p(x); its likelihoods "
             "are computed from its distributions all the same.",
+        ]
+    if conditional:
+        lines += [
+            "",
+            "§ a label-conditional model, scored given each example's true label: its "
+            "likelihoods and bounds are of log p(x|y), not log p(x). Since log p(x|y) <= "
+            "log p(x) - log p(y), its NLL may sit up to log(number of classes) nats (2.30 for "
+            "10 balanced classes) below that of an unconditional model of the same p(x). It is "
+            "never bolded as a column's best.",
         ]
     if mismatched:
         shown = "; ".join(f"`{m}`: {', '.join(v)}" for m, v in mismatched.items())
@@ -269,6 +283,7 @@ def dataset_section(
     lines = [f"## {dataset}", "", *_provenance(records), ""]
     undefined = _undefined_by_family(records)
     flagged = {config_key(r) for r in records if r.model.get("trains_on_likelihood_bound") is False}
+    conditional = {config_key(r) for r in records if r.model.get("conditions_on_labels")}
     families = sorted({k[1] for k in cells} | set(undefined))
     for family in families:
         metrics = sorted({k[2] for k in cells if k[1] == family})
@@ -276,7 +291,10 @@ def dataset_section(
         with_family = [
             c for c in configs if c in na or any((c, family, m) in cells for m in metrics)
         ]
-        table = family_table(family, with_family, cells, metrics, na, flagged & set(with_family))
+        shown = set(with_family)
+        table = family_table(
+            family, with_family, cells, metrics, na, flagged & shown, conditional & shown
+        )
         lines += [f"### {family}", "", *table]
         lines += ["", *_parameters_note(records, family), ""]
     lines += ["### cost and provenance", "", *_cost_table(records, configs, images_link), ""]

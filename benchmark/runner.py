@@ -24,6 +24,7 @@ from benchmark.datasets import create_dataset
 from benchmark.datasets.base import Dataset
 from benchmark.environment import describe_environment, git_state
 from benchmark.evaluators import get_evaluator
+from benchmark.evaluators._examples import evaluation_examples
 from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
 from benchmark.spec import RunSpec, load_plugins
 from benchmark.trainer import Diverged, TrainState, train
@@ -219,7 +220,8 @@ def save_images(
     from benchmark.images import save_run_images  # NOTE: on use; tables alone need no Pillow
 
     folder = Path(results_dir) / "images" / spec.dataset["name"] / f"{spec.name}-{spec.hash[:12]}"
-    x = dataset.evaluation_data("test")[:16]  # (16, C, H, W)
+    # The 64 sample tiles of a label-conditional model take the labels of the first 64 test images.
+    model, x = evaluation_examples(model, dataset, "test", min(64, len(dataset.splits["test"])))
     with torch.random.fork_rng(), torch.no_grad():
         paths = save_run_images(model, x, folder, seed=spec.seed)
     return {kind: str(Path(path).relative_to(results_dir)) for kind, path in paths.items()}
@@ -265,6 +267,7 @@ def describe_model(model: LatentVariableModel) -> dict[str, Any]:
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "latent_dim": model.latent_dim,
         "trains_on_likelihood_bound": model.trains_on_likelihood_bound,
+        "conditions_on_labels": model.conditions_on_labels,  # scored on log p(x|y)
         "beta": getattr(model, "beta", None),  # KL weight, for reports that plot against it
     }
 

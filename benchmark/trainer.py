@@ -99,15 +99,18 @@ def train(
         leave=False,
         dynamic_ncols=True,
     )
-    batches = _resume_epoch(dataset, spec.batch_size, generator, state)
+    with_labels = model.conditions_on_labels
+    batches = _resume_epoch(dataset, spec.batch_size, generator, state, with_labels)
     while state.step < spec.steps:
-        x = next(batches, None)
-        if x is None:  # epoch finished: remember where the next one starts
+        batch = next(batches, None)
+        if batch is None:  # epoch finished: remember where the next one starts
             state.epoch_generator_state, state.batches_into_epoch = generator.get_state(), 0
-            batches = dataset.train_batches(spec.batch_size, generator)
+            batches = dataset.train_batches(spec.batch_size, generator, with_labels=with_labels)
             continue
         state.batches_into_epoch += 1
-        state.window.append(_optimisation_step(model, optimizers, x, state.step, spec))
+        # A label-conditional model trains its view bound to the batch's labels: p(x|y).
+        target, x = (model.conditioned_on(batch[1]), batch[0]) if with_labels else (model, batch)
+        state.window.append(_optimisation_step(target, optimizers, x, state.step, spec))
         state.step += 1
         bar.update(1)
         if state.step % spec.log_every == 0 or state.step == spec.steps:
@@ -158,10 +161,16 @@ def _checkpoint_due(step: int, spec: TrainSpec, stop_after: int | None) -> bool:
     return (every > 0 and step % every == 0) or step == spec.steps or step == stop_after
 
 
-def _resume_epoch(dataset: Dataset, batch_size: int, generator: torch.Generator, state: TrainState):
+def _resume_epoch(
+    dataset: Dataset,
+    batch_size: int,
+    generator: torch.Generator,
+    state: TrainState,
+    with_labels: bool,
+):
     """Restart the current epoch from its saved generator state and skip consumed batches."""
     generator.set_state(state.epoch_generator_state)
-    batches = dataset.train_batches(batch_size, generator)
+    batches = dataset.train_batches(batch_size, generator, with_labels=with_labels)
     for _ in range(state.batches_into_epoch):
         next(batches)
     return batches

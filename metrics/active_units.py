@@ -21,6 +21,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from metrics.batching import row_blocks
 from metrics.estimate import Estimate, exact_value
 from registry.base import LatentVariableModel
 
@@ -37,7 +38,10 @@ def posterior_mean_activity(model: LatentVariableModel, x: Tensor, *, batch_size
         batch_size: Examples per forward pass.
     """
     means = torch.cat(
-        [model.encode(xb).mean.double().cpu() for xb in x.split(batch_size)]
+        [
+            model.select(rows).encode(x[rows]).mean.double().cpu()
+            for rows in row_blocks(len(x), batch_size)
+        ]
     )  # (N, D)
     return means.var(dim=0, correction=0)
 

@@ -94,7 +94,7 @@ class AnnealingPath:
         """Draw z_0 ~ pi_0 for every chain and datapoint, shape ``(C, B, D)``."""
         with torch.no_grad():
             if self.q_z is None:
-                return self.model.prior().sample((num_chains, len(self.x)))
+                return self.model.sample_prior(len(self.x), (num_chains,))  # (C, B, D)
             return self.q_z.sample((num_chains,))
 
     def log_densities(self, z: Tensor) -> tuple[Tensor, Tensor]:

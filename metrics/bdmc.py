@@ -58,7 +58,7 @@ class BDMCResult:
 def simulate_data(model: LatentVariableModel, num_examples: int) -> tuple[Tensor, Tensor]:
     """Draw (z, x) ~ p(z) p(x|z): ``z (N, D)`` and ``x (N, *data_shape)``; uses the global RNG."""
     with torch.no_grad():
-        z = model.prior().sample((num_examples,))  # (N, D)
+        z = model.sample_prior(num_examples)  # (N, D)
         x = model.decode(z).sample()  # (N, *data_shape)
     return z, x
 

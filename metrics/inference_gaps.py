@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metrics.batching import row_blocks
 from metrics.estimate import Estimate, mean_estimate
 from metrics.importance import effective_sample_size, log_importance_weights, log_mean_exp
 from metrics.local_posterior import (
@@ -126,14 +127,14 @@ def inference_gaps(
         )
     batches = [
         inference_gap_terms(
-            model,
-            xb,
+            model.select(rows),
+            x[rows],
             optimization=optimization,
             is_samples=is_samples,
             elbo_samples=elbo_samples,
             chunk_size=chunk_size,
         )
-        for xb in x.split(batch_size)
+        for rows in row_blocks(len(x), batch_size)
     ]
     terms = _concatenate(batches)
     source = "given" if log_px is not None else "max(IS with q, IS with q*)"

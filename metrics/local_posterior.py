@@ -283,7 +283,8 @@ def _negative_elbo(
         # depend on which other points are still active: the B problems stay independent.
         eps = torch.randn(samples_per_step, num_points, latent_dim, dtype=x.dtype, device=x.device)
         z, log_q = family.sample(params, eps[:, index])  # (k, A, D), (k, A)
-        log_w = model.log_prior(z) + model.log_likelihood(x[index], z) - log_q  # (k, A)
+        active = model.select(index)  # the model of the active rows (labels, if bound)
+        log_w = active.log_prior(z) + active.log_likelihood(x[index], z) - log_q  # (k, A)
         return -log_w.mean(0)
 
     return loss

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metrics.batching import row_blocks
 from metrics.estimate import Estimate, mean_estimate
 from metrics.importance import (
     check_finite_log_weights,
@@ -78,12 +79,11 @@ def importance_sampled_log_likelihood(
     parts = []
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
-        for start in range(0, len(x), _positive(batch_size, "batch_size")):
-            x_batch = x[start : start + batch_size]
+        for rows in row_blocks(len(x), _positive(batch_size, "batch_size")):
             log_w = log_importance_weights(
-                model, x_batch, num_samples=num_samples, chunk_size=chunk_size
+                model.select(rows), x[rows], num_samples=num_samples, chunk_size=chunk_size
             )  # (K, B)
-            check_finite_log_weights(log_w, first_example=start)
+            check_finite_log_weights(log_w, first_example=rows.start)
             parts.append(_per_example(log_w, pareto_k=pareto_k))
     return ImportanceSampledLikelihood(
         log_likelihood=torch.cat([p["log_likelihood"] for p in parts]),

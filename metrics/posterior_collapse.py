@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, kl_divergence
 
+from metrics.batching import row_blocks
 from metrics.elbo import elbo_terms
 from metrics.estimate import Estimate, mean_estimate
 from metrics.importance import log_mean_exp
@@ -110,7 +111,10 @@ def aggregate_posterior_terms(
 def _kl_per_dim_estimate(
     model: LatentVariableModel, x: Tensor, num_samples: int, batch_size: int, params: dict[str, Any]
 ) -> Estimate:
-    pieces = [kl_per_dimension(model, xb, num_samples=num_samples) for xb in x.split(batch_size)]
+    pieces = [
+        kl_per_dimension(model.select(rows), x[rows], num_samples=num_samples)
+        for rows in row_blocks(len(x), batch_size)
+    ]
     kl = torch.cat([p[0] for p in pieces]).double().cpu()  # (N, D)
     diagnostics = {
         "per_dim": kl.mean(0).tolist(),
@@ -144,7 +148,10 @@ def posterior_collapse(
         "batch_size": batch_size,
         "chunk_size": chunk_size,
     }
-    terms = [elbo_terms(model, xb, num_samples=num_samples) for xb in x.split(batch_size)]
+    terms = [
+        elbo_terms(model.select(rows), x[rows], num_samples=num_samples)
+        for rows in row_blocks(len(x), batch_size)
+    ]
     rate = torch.cat([t["kl"] for t in terms])
     distortion = -torch.cat([t["reconstruction"] for t in terms])
     surgery = aggregate_posterior_terms(model, x, num_samples=num_samples, chunk_size=chunk_size)
@@ -160,7 +167,7 @@ def posterior_collapse(
         ),
         "marginal_kl": mean_estimate(surgery["marginal_kl"], higher_is_better=None, **nats),
     }
-    if _factorises(model, x[:1]):
+    if _factorises(model.select(slice(0, 1)), x[:1]):
         results["kl_per_dim"] = _kl_per_dim_estimate(model, x, num_samples, batch_size, params)
     return results
 

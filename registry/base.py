@@ -12,6 +12,12 @@ Metrics only use these, or the three densities built from them (``log_prior``,
 ``log_likelihood``, ``sample_posterior``), so one estimator serves every model. Hierarchical
 models (several latent groups) flatten their groups into one vector z and override those three
 methods; ``log_importance_weights`` then holds for them unchanged.
+
+Label-conditional models (``conditions_on_labels``, e.g. the CVAE) model p(x|y). The harness
+binds a batch of labels with ``conditioned_on(y)``, which returns a model *bound* to those rows:
+its prior has batch shape ``(B,)``, one p(z|y_i) per example. Metrics that process data in
+blocks take the block's model with ``select(rows)`` and draw latents with ``sample_prior``; an
+unbound model, every other model, returns itself from ``select``, so the code path is the same.
 """
 
 from dataclasses import dataclass, field
@@ -47,10 +53,14 @@ class LatentVariableModel(nn.Module):
             likelihood metrics are still defined from the distributions, and the report flags it.
         continuous_latents: False when z is discrete; metrics that move z along gradients
             (AIS, local q* optimisation) then raise `LikelihoodUndefined`.
+        conditions_on_labels: True for models of p(x|y) (the CVAE): the trainer and the
+            evaluators then bind each batch's labels with `conditioned_on`.
     """
 
     trains_on_likelihood_bound: bool = True
     continuous_latents: bool = True  # False for discrete codes (VQ-VAE): no gradients in z
+    # True for models of p(x|y) that the harness must train and score on (x, label) pairs.
+    conditions_on_labels: bool = False
     # Adam settings for `auxiliary_parameters()` (e.g. FactorVAE: lr 1e-4, betas (0.5, 0.9)).
     auxiliary_optimizer: dict[str, object] = {}
 
@@ -107,8 +117,30 @@ class LatentVariableModel(nn.Module):
 
     def sample(self, num_samples: int) -> Tensor:
         """Return the means of p(x|z) for z ~ p(z), shape ``(N, *data_shape)``."""
-        z = self.prior().sample((num_samples,))  # (N, D)
-        return self.decode(z).mean
+        return self.decode(self.sample_prior(num_samples)).mean
+
+    def sample_prior(self, num_rows: int, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        """Draw z ~ p(z) for `num_rows` examples, shape ``(*sample_shape, num_rows, D)``.
+
+        A model bound to a batch (see `conditioned_on`) has one prior per row and requires
+        `num_rows` to be its batch size.
+        """
+        return self.prior().sample((*sample_shape, num_rows))
+
+    def select(self, rows: slice | Tensor) -> "LatentVariableModel":
+        """Return the model of rows `rows` of the batch this model is bound to.
+
+        Metrics call it on every block of examples they process. Models bound to no batch
+        (all but a `conditioned_on` view) are the same for every row and return themselves.
+        """
+        return self
+
+    def conditioned_on(self, y: Tensor) -> "LatentVariableModel":
+        """Return the model of p(x|y) bound to labels ``y (B,)`` (label-conditional models)."""
+        raise TypeError(
+            f"`{type(self).__name__}` does not condition on labels "
+            f"(`conditions_on_labels` is False); use it without `conditioned_on`."
+        )
 
     def check_input(self, x: Tensor) -> None:
         """Raise a clear error when ``x`` is not a batch of observations of ``data_shape``."""

@@ -13,10 +13,12 @@ condition, i.e. one learned Gaussian per class.
 Interface. The model interface passes only x, so the condition is bound explicitly:
 ``model.conditioned_on(y)`` returns a `ConditionedVAE`, a view that *is* a `LatentVariableModel`
 of p(x|y) for a batch of labels ``y (B,)``, so every metric applies to it unchanged (prior batch
-shape ``(B,)``). Used directly, without labels, the model falls back to the all-zero condition
-(no class): a valid unconditional latent-variable model of x, which is what it learns when it is
-trained without labels. Training and evaluating it as a *conditional* model requires the harness
-to draw (x, y) batches and call ``conditioned_on(y)`` (see the report to the lead).
+shape ``(B,)``; metrics take the view of each block of rows with ``select``).
+``conditions_on_labels`` is True, so the trainer draws (x, y) batches and trains the view, and
+the evaluators score the view bound to the labels of the examples they use: the leaderboard's
+ELBO and NLL of a CVAE are of log p(x|y), and its samples are drawn for the labels of the
+reference images. Used directly, without labels, the model falls back to the all-zero condition
+(no class), a valid but untrained-for input.
 
 Presets: ``cvae`` (small) and ``cvae_paper`` (the MNIST MLP sizes vaebench's references record
 for the literature's MLP VAEs, 200-200 hidden units and 50 latents; the reference notes hold no
@@ -55,6 +57,8 @@ class ConditionalVAE(LatentVariableModel):
         num_classes: Number of label classes C.
         conditional_prior: Learn p(z|c) (Sohn et al.'s prior network); else p(z) = N(0, I).
     """
+
+    conditions_on_labels = True
 
     def __init__(
         self,
@@ -165,6 +169,19 @@ class ConditionedVAE(LatentVariableModel):
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         self._check_batch(x)
         return self.model.conditional_loss(x, self.condition, kl_weight)
+
+    def select(self, rows: slice | Tensor) -> "ConditionedVAE":
+        """Return the view bound to the labels of rows `rows` only."""
+        return ConditionedVAE(self.model, self.condition[rows])
+
+    def sample_prior(self, num_rows: int, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        """Draw z ~ p(z|y_i) for each bound row, shape ``(*sample_shape, B, D)``."""
+        if num_rows != len(self.condition):
+            raise ValueError(
+                f"Expected `num_rows` to be the {len(self.condition)} rows whose labels are bound, "
+                f"but got {num_rows}; bind as many labels as samples with `conditioned_on`."
+            )
+        return self.prior().sample(sample_shape)
 
 
 def _build(

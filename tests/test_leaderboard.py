@@ -103,6 +103,17 @@ def fixture_records():
             undefined_metrics={"ais": "AIS needs gradients in z, but the codes are discrete."},
         )
     )
+    # A label-conditional model (§): its likelihoods are of log p(x|y).
+    cvae = make_record(value=-78.0, seed=0)
+    records.append(
+        replace(
+            cvae,
+            spec={**cvae.spec, "name": "cvae", "suite": "quick"},
+            spec_hash="cvae0".ljust(64, "0"),
+            config_hash="cvae".ljust(64, "1"),
+            model={"name": "cvae", "num_parameters": 1010, "conditions_on_labels": True},
+        )
+    )
     return records + mnist_records()
 
 
@@ -155,7 +166,9 @@ def test_leaderboard_matches_golden_file():
     flags, n/a with its reason, the ‡ flag, provenance, costs normalised by the calibration,
     image links, embedded figures and the literature tables."""
     text = render_leaderboard(
-        fixture_records(), figures_link="figures", images_link="results",
+        fixture_records(),
+        figures_link="figures",
+        images_link="results",
         literature=fixture_literature(),
     )
     golden = GOLDEN / "leaderboard.md"

@@ -104,7 +104,9 @@ class Dataset:
         """
         return -self.num_dims * math.log(256) if self.preprocessing == "dequantized" else 0.0
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, *, with_labels: bool = False
+    ) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
         """Yield one shuffled epoch of preprocessed training batches (the last may be smaller).
 
         Every training example appears exactly once per epoch, in the order of
@@ -115,6 +117,8 @@ class Dataset:
         Args:
             batch_size: Examples per batch, at least 1.
             generator: The only source of randomness (shuffling and resampling).
+            with_labels: Yield ``(x, y)`` with the integer labels ``y (B,)`` of the batch, for
+                label-conditional models; the x batches and the draws are the same either way.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"Expected `batch_size` to be a positive int, but got {batch_size!r}.")
@@ -122,12 +126,28 @@ class Dataset:
             raise TypeError(
                 f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}."
             )
+        labels = self.split_labels("train") if with_labels else None
         resampled = self.preprocessing in RESAMPLED_PER_BATCH
         data = self.splits["train"] if resampled else self.evaluation_data("train")
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, len(data), batch_size):
-            x = data[order[start : start + batch_size]]  # (B, *data_shape)
-            yield preprocess_batch(x, self.preprocessing, generator) if resampled else x
+            index = order[start : start + batch_size]  # (B,)
+            x = (
+                preprocess_batch(data[index], self.preprocessing, generator)
+                if resampled
+                else data[index]
+            )
+            yield (x, labels[index]) if labels is not None else x
+
+    def split_labels(self, split: str) -> Tensor:
+        """Return the integer labels ``(N,)`` of a split, or raise if the dataset has none."""
+        if split not in self.labels:
+            raise ValueError(
+                f"Dataset {self.name!r} has no labels for split {split!r}, but a label-conditional "
+                f"model (e.g. `cvae`) needs them; use a labelled dataset such as `digits`, "
+                f"`mnist` or `fashion_mnist`."
+            )
+        return self.labels[split].long()
 
     def evaluation_data(self, split: str) -> Tensor:
         """Return the whole split, preprocessed deterministically with `eval_seed`.

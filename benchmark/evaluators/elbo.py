@@ -7,6 +7,8 @@ import torch
 
 from benchmark.datasets.base import Dataset
 from benchmark.evaluators import register_evaluator
+from benchmark.evaluators._examples import evaluation_examples
+from metrics.batching import row_blocks
 from metrics.elbo import elbo_terms
 from metrics.estimate import Estimate, mean_estimate
 from registry.base import LatentVariableModel
@@ -27,12 +29,12 @@ def elbo(
     *, model: LatentVariableModel, dataset: Dataset, config: ElboConfig, seed: int
 ) -> dict[str, Estimate]:
     """Return ``elbo``, ``reconstruction`` and ``kl`` in nats per example on a split."""
-    x = dataset.evaluation_data(config.split)[: config.num_examples]
+    model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         batches = [
-            elbo_terms(model, xb, num_samples=config.num_samples)
-            for xb in x.split(config.batch_size)
+            elbo_terms(model.select(rows), x[rows], num_samples=config.num_samples)
+            for rows in row_blocks(len(x), config.batch_size)
         ]
     params = {**asdict(config), "seed": seed, "preprocessing": dataset.preprocessing, "version": 1}
     directions = {"elbo": True, "reconstruction": True, "kl": None}

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
 
 from benchmark.datasets.base import Dataset
 from benchmark.evaluators import register_evaluator
+from benchmark.evaluators._examples import evaluation_examples
 from metrics.active_units import active_units as count_active_units
 from metrics.estimate import Estimate
 from metrics.inference_gaps import inference_gaps as estimate_inference_gaps
@@ -65,19 +65,6 @@ class PosteriorCollapseConfig:
     chunk_size: int = 256  # points per chunk when evaluating the aggregate posterior
 
 
-def first_examples(
-    dataset: Dataset, split: str, num_examples: int, model: LatentVariableModel
-) -> Tensor:
-    """Return the first `num_examples` evaluation examples of a split, on the model's device."""
-    x = dataset.evaluation_data(split)
-    if not 1 <= num_examples <= len(x):
-        raise ValueError(
-            f"Expected `num_examples` to be between 1 and the {len(x)} examples of split "
-            f"{split!r}, but got {num_examples}."
-        )
-    return x[:num_examples].to(next(model.parameters()).device)
-
-
 def _with_context(results: dict[str, Estimate], context: dict[str, Any]) -> dict[str, Estimate]:
     """Add the evaluator settings, the seed and the preprocessing to every estimate's params."""
     return {name: replace(est, params={**context, **est.params}) for name, est in results.items()}
@@ -92,7 +79,7 @@ def inference_gaps(
     Names: ``log_px``, ``elbo_q``, ``elbo_q_star``, ``approximation_gap``, ``amortization_gap``
     and ``inference_gap``; steps used and convergence are in each estimate's diagnostics.
     """
-    x = first_examples(dataset, config.split, config.num_examples, model)
+    model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     optimization = LocalOptimization(
         family=config.family,
         samples_per_step=config.samples_per_step,
@@ -129,7 +116,7 @@ def active_units(
     Hierarchical models (`registry.hierarchical`) list their group sizes, top group first, in
     ``group_sizes``; the counts are then also reported per group in that order.
     """
-    x = first_examples(dataset, config.split, config.num_examples, model)
+    model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     groups = getattr(model, "group_sizes", None)
     results = count_active_units(
         model, x, threshold=config.threshold, batch_size=config.batch_size, latent_groups=groups
@@ -144,7 +131,7 @@ def posterior_collapse(
     *, model: LatentVariableModel, dataset: Dataset, config: PosteriorCollapseConfig, seed: int
 ) -> dict[str, Estimate]:
     """Return ``kl_per_dim``, ``rate``, ``distortion``, ``mutual_information``, ``marginal_kl``."""
-    x = first_examples(dataset, config.split, config.num_examples, model)
+    model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         results = estimate_posterior_collapse(

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from benchmark.datasets.base import Dataset
 from benchmark.evaluators import register_evaluator
+from benchmark.evaluators._examples import bind_labels, evaluation_examples
 from metrics.ais import AISResult, HMCSettings, ais_log_likelihood
 from metrics.bdmc import bdmc_bounds
 from metrics.estimate import Estimate, mean_estimate
@@ -86,7 +87,7 @@ def nll(
     All from the same K importance samples per example; ``nll`` carries the ESS and PSIS k̂
     summaries in its diagnostics.
     """
-    x = _examples(dataset, config.split, config.num_examples, model)
+    model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     with _evaluation_mode(model):
         result = importance_sampled_log_likelihood(
             model,
@@ -125,17 +126,19 @@ def ais(
     *, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed: int
 ) -> dict[str, Estimate]:
     """Return ``ais_log_likelihood`` (a stochastic lower bound, nats) and ``ais_nll``."""
-    x = _examples(dataset, config.split, config.num_examples, model)
+    model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     hmc = HMCSettings(config.leapfrog, config.step_size, config.target_accept)
     batches = []
     with _evaluation_mode(model), torch.random.fork_rng():
         torch.manual_seed(seed)
-        for x_batch in x.split(_positive(config.batch_size, "batch_size")):
+        batch_size = _positive(config.batch_size, "batch_size")
+        for start in range(0, len(x), batch_size):
+            rows = slice(start, start + batch_size)
             batch_seed = int(torch.randint(2**62, ()))  # one stream per batch, drawn from `seed`
             batches.append(
                 ais_log_likelihood(
-                    model,
-                    x_batch,
+                    model.select(rows),
+                    x[rows],
                     num_chains=config.chains,
                     num_steps=config.steps,
                     hmc=hmc,
@@ -168,6 +171,8 @@ def bdmc(
     supplies the offset and the record's context, since the data are simulated.
     """
     hmc = HMCSettings(config.leapfrog, config.step_size, config.target_accept)
+    # A label-conditional model simulates p(x|y) for the labels of the split's first examples.
+    model = bind_labels(model, dataset, "test", config.num_examples)
     with _evaluation_mode(model):
         result = bdmc_bounds(
             model,
@@ -213,19 +218,6 @@ def _ais_diagnostics(batches: list[AISResult], *, prefix: str) -> dict[str, floa
         f"{prefix}final_step_size_max": step_size.max().item(),
         f"{prefix}chain_ess_mean": chain_ess.mean().item(),
     }
-
-
-def _examples(
-    dataset: Dataset, split: str, num_examples: int | None, model: LatentVariableModel
-) -> Tensor:
-    """Return the first `num_examples` evaluation examples of `split` (all for None)."""
-    x = dataset.evaluation_data(split)
-    if num_examples is not None and not 1 <= num_examples <= len(x):
-        raise ValueError(
-            f"Expected `num_examples` to be between 1 and the {len(x)} examples of split "
-            f"{split!r}, or null for all, but got {num_examples}."
-        )
-    return x[:num_examples].to(next(model.parameters()).device)
 
 
 def _params(

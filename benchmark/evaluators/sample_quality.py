@@ -18,6 +18,7 @@ from torch import Tensor
 
 from benchmark.datasets.base import Dataset
 from benchmark.evaluators import register_evaluator
+from benchmark.evaluators._examples import bind_labels
 from benchmark.feature_networks import (
     FeatureNetwork,
     FeatureNetworkSpec,
@@ -81,10 +82,12 @@ def sample_quality(
     check_image_shape(dataset.data_shape)
     network = _feature_network(dataset, config)
     network.module.to(next(model.parameters()).device)
+    # A label-conditional model generates for the labels of the reference images, in order.
+    generator = bind_labels(model, dataset, config.reference_split, config.num_samples)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         generated = prior_samples(
-            model,
+            generator,
             config.num_samples,
             temperature=config.temperature,
             decoder_output=config.decoder_output,
