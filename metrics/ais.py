@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from metrics.importance import log_mean_exp
+from metrics.importance import argument_validation, log_mean_exp
 from registry.base import LatentVariableModel, require_continuous_latents
 
 Init = Literal["prior", "encoder"]
@@ -233,7 +233,11 @@ def hmc_transition(
     proposal = state
     momentum = momentum + 0.5 * eps * proposal.grad
     for step in range(leapfrog_steps):
-        proposal = evaluate_chains(path, proposal.z + eps * momentum, beta)
+        # NOTE: a trajectory may leave the region where the model's networks give finite
+        # parameters (a hierarchical prior at z ~ 1e12); argument validation would raise there,
+        # while the Metropolis test below rejects such a proposal by design.
+        with argument_validation(False):
+            proposal = evaluate_chains(path, proposal.z + eps * momentum, beta)
         scale = 0.5 if step == leapfrog_steps - 1 else 1.0  # the last momentum step is a half
         momentum = momentum + scale * eps * proposal.grad
     proposed_hamiltonian = -proposal.log_f + 0.5 * momentum.square().sum(-1)

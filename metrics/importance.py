@@ -89,13 +89,13 @@ def _base_density_log_weights(model: LatentVariableModel, x: Tensor, num_samples
     samples_per_block = max(1, DECODE_ROWS // max(1, len(x)))
     first, *others = z.split(samples_per_block)  # (k_block, B, D) each
     log_likelihood = [log_prob(model.decode(first), x)]
-    with _argument_validation(False):
+    with argument_validation(False):
         log_likelihood += [log_prob(model.decode(z_block), x) for z_block in others]
     return model.log_prior(z) + torch.cat(log_likelihood) - log_q  # (k, B)
 
 
 @contextmanager
-def _argument_validation(enabled: bool) -> Iterator[None]:
+def argument_validation(enabled: bool) -> Iterator[None]:
     """Set torch.distributions' default argument validation within the block, then restore it."""
     previous = Distribution._validate_args
     Distribution.set_default_validate_args(enabled)

@@ -30,6 +30,7 @@ from torch import Tensor
 from registry.base import LatentVariableModel
 
 Family = Literal["ffg", "flow"]
+MOMENT_SAMPLES = 1000  # draws of q(z|x) for the moments of an encoder without closed forms
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -290,6 +291,24 @@ def _negative_elbo(
     return loss
 
 
+@torch.no_grad()
+def encoder_moments(
+    model: LatentVariableModel, x: Tensor, *, num_samples: int = MOMENT_SAMPLES
+) -> tuple[Tensor, Tensor]:
+    """Return the mean and variance of q(z|x) per dimension, each ``(B, D)``: q* starts there.
+
+    Analytic for a Gaussian encoder. An encoder without closed-form moments (an IAF flow, a
+    hierarchical top-down q) gets them from `num_samples` draws: q* then starts at the
+    factorised Gaussian that matches q(z|x)'s first two moments.
+    """
+    q_z = model.encode(x)
+    try:
+        return q_z.mean, q_z.variance
+    except NotImplementedError:
+        z, _ = model.sample_posterior(x, num_samples)  # (S, B, D)
+        return z.mean(0), z.var(0)
+
+
 def optimal_local_posterior(
     model: LatentVariableModel, x: Tensor, *, optimization: LocalOptimization
 ) -> LocalPosterior:
@@ -307,11 +326,7 @@ def optimal_local_posterior(
         The fitted `LocalPosterior` with steps used and convergence flags per point.
     """
     family = create_family(optimization, model.latent_dim)
-    start = None
-    if optimization.init == "encoder":
-        with torch.no_grad():
-            q_z = model.encode(x)
-            start = (q_z.mean, q_z.variance)  # (B, D) each
+    start = encoder_moments(model, x) if optimization.init == "encoder" else None
     params = family.initial_parameters(x.shape[0], like=x, start=start)
     loss_fn = _negative_elbo(model, x, family, optimization.samples_per_step)
     steps, converged = minimize_per_datapoint(loss_fn, params, optimization=optimization)

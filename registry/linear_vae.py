@@ -65,6 +65,19 @@ class LinearVAE(VAE):
         return MultivariateNormal(loc, covariance_matrix=cov)
 
     @torch.no_grad()
+    def set_generative_model(self, weight, bias, noise_std: float) -> "LinearVAE":
+        """Set W ``(D, d)``, b ``(D,)`` and sigma, then the encoder to the best diagonal one.
+
+        With a `linear_gaussian` dataset's true parameters (``dataset.info["W"]``, ``["b"]``,
+        ``["noise_std"]``) this is the oracle the estimator tests compare against. Returns self.
+        """
+        self.weight.copy_(torch.as_tensor(weight, dtype=self.weight.dtype))
+        self.bias.copy_(torch.as_tensor(bias, dtype=self.bias.dtype))
+        self.log_noise_std.fill_(math.log(noise_std))
+        self.set_encoder_to_optimal_diagonal()
+        return self
+
+    @torch.no_grad()
     def set_encoder_to_optimal_diagonal(self) -> None:
         """Set the encoder to the best amortised diagonal Gaussian (exact mean, KL-optimal scales).
 

@@ -8,7 +8,6 @@ import scipy.special
 import scipy.stats
 import torch
 
-from benchmark.datasets import create_dataset
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators.likelihood import AISConfig
 from metrics.ais import (
@@ -21,35 +20,17 @@ from metrics.ais import (
 )
 from registry import create_model, list_models
 from registry.base import LikelihoodUndefined
-
-# The linear-Gaussian oracle of these tests: D = 8 observed dims, d = 3 latent dims, sigma = 0.5.
-DATA_DIM, LATENT_DIM, NOISE_STD = 8, 3, 0.5
+from tests._linear_gaussian import DATA_DIM, oracle_dataset, oracle_model
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    return create_dataset(
-        "linear_gaussian",
-        data_dim=DATA_DIM,
-        latent_dim=LATENT_DIM,
-        noise_std=NOISE_STD,
-        num_train=10,
-        num_valid=10,
-        num_test=100,
-        seed=0,
-    )
+    return oracle_dataset(num_test=100)
 
 
 @pytest.fixture(scope="module")
 def model(dataset):
-    """`linear_vae` with the dataset's true W, b, sigma and the best diagonal Gaussian encoder."""
-    model = create_model("linear_vae", data_shape=(DATA_DIM,), latent_dim=LATENT_DIM)
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor(dataset.info["W"]))
-        model.bias.copy_(torch.tensor(dataset.info["b"]))
-        model.log_noise_std.fill_(math.log(dataset.info["noise_std"]))
-    model.set_encoder_to_optimal_diagonal()
-    return model.eval()
+    return oracle_model(dataset)
 
 
 @pytest.mark.parametrize("init, chains, steps", [("prior", 64, 200), ("encoder", 16, 50)])
@@ -180,6 +161,20 @@ def test_discrete_latents_are_refused(model, monkeypatch):
     monkeypatch.setattr(model, "continuous_latents", False, raising=False)
     with pytest.raises(LikelihoodUndefined, match="AIS"):
         ais_log_likelihood(model, torch.randn(2, DATA_DIM), num_chains=2, num_steps=2, seed=0)
+
+
+def test_a_diverging_trajectory_is_rejected_not_raised():
+    """Property (Neal 2011, Sec. 5.3): a leapfrog trajectory that leaves the region where a
+    hierarchical prior's networks are finite (here a step size of 1e8) is a rejected proposal:
+    the chains stay where they were, instead of distribution argument validation raising."""
+    torch.manual_seed(0)
+    model = create_model("ladder_vae", data_shape=(1, 8, 8)).eval()
+    x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.5))
+    path = AnnealingPath(model, x, "prior")
+    state = evaluate_chains(path, path.sample_initial(4), 0.5)  # (4, 3, D)
+    z, accept = hmc_transition(path, state, 0.5, torch.full((3,), 1e8), leapfrog_steps=3)
+    assert not accept.any()
+    torch.testing.assert_close(z, state.z, rtol=0, atol=0)
 
 
 def build(name: str):

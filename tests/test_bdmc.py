@@ -31,11 +31,7 @@ def model():
         seed=0,
     )
     model = create_model("linear_vae", data_shape=(DATA_DIM,), latent_dim=LATENT_DIM)
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor(dataset.info["W"]))
-        model.bias.copy_(torch.tensor(dataset.info["b"]))
-        model.log_noise_std.fill_(math.log(NOISE_STD))
-    model.set_encoder_to_optimal_diagonal()
+    model.set_generative_model(dataset.info["W"], dataset.info["b"], NOISE_STD)
     return model.eval()
 
 

@@ -46,11 +46,7 @@ def true_model(dataset, *, encoder_std_factor: float = 1.0, encoder_shift: float
     standard deviations scaled and its mean shifted, to make importance sampling harder.
     """
     model = create_model("linear_vae", data_shape=(DATA_DIM,), latent_dim=LATENT_DIM)
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor(dataset.info["W"]))
-        model.bias.copy_(torch.tensor(dataset.info["b"]))
-        model.log_noise_std.fill_(math.log(dataset.info["noise_std"]))
-    model.set_encoder_to_optimal_diagonal()
+    model.set_generative_model(dataset.info["W"], dataset.info["b"], dataset.info["noise_std"])
     with torch.no_grad():
         model.encoder_log_std.add_(math.log(encoder_std_factor))
         model.encoder_bias.add_(encoder_shift)
