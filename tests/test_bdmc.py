@@ -12,27 +12,12 @@ from metrics.ais import HMCSettings
 from metrics.bdmc import bdmc_bounds, simulate_data
 from registry import create_model, list_models
 from registry.base import LikelihoodUndefined
-
-# The linear-Gaussian oracle of these tests: D = 8 observed dims, d = 3 latent dims, sigma = 0.5.
-DATA_DIM, LATENT_DIM, NOISE_STD = 8, 3, 0.5
+from tests._linear_gaussian import DATA_DIM, LATENT_DIM, NOISE_STD, oracle_dataset, oracle_model
 
 
 @pytest.fixture(scope="module")
 def model():
-    """`linear_vae` with the true parameters of a linear_gaussian dataset, best diagonal encoder."""
-    dataset = create_dataset(
-        "linear_gaussian",
-        data_dim=DATA_DIM,
-        latent_dim=LATENT_DIM,
-        noise_std=NOISE_STD,
-        num_train=10,
-        num_valid=10,
-        num_test=10,
-        seed=0,
-    )
-    model = create_model("linear_vae", data_shape=(DATA_DIM,), latent_dim=LATENT_DIM)
-    model.set_generative_model(dataset.info["W"], dataset.info["b"], NOISE_STD)
-    return model.eval()
+    return oracle_model(oracle_dataset(num_test=10))
 
 
 def run(model, steps: int, **kwargs):

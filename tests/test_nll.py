@@ -9,7 +9,6 @@ import scipy.stats
 import torch
 
 import benchmark.evaluators.likelihood as likelihood
-from benchmark.datasets import create_dataset
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators.likelihood import NLLConfig
 from metrics.nll import (
@@ -20,23 +19,12 @@ from metrics.nll import (
 )
 from registry import create_model
 from registry.trunks import Architecture
-
-# The linear-Gaussian oracle of these tests: D = 8 observed dims, d = 3 latent dims, sigma = 0.5.
-DATA_DIM, LATENT_DIM, NOISE_STD = 8, 3, 0.5
+from tests._linear_gaussian import oracle_dataset, oracle_model
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    return create_dataset(
-        "linear_gaussian",
-        data_dim=DATA_DIM,
-        latent_dim=LATENT_DIM,
-        noise_std=NOISE_STD,
-        num_train=10,
-        num_valid=10,
-        num_test=200,
-        seed=0,
-    )
+    return oracle_dataset(num_test=200)
 
 
 def true_model(dataset, *, encoder_std_factor: float = 1.0, encoder_shift: float = 0.0):
@@ -45,8 +33,7 @@ def true_model(dataset, *, encoder_std_factor: float = 1.0, encoder_shift: float
     The encoder is the best diagonal one (exact mean, KL-optimal variances), optionally with its
     standard deviations scaled and its mean shifted, to make importance sampling harder.
     """
-    model = create_model("linear_vae", data_shape=(DATA_DIM,), latent_dim=LATENT_DIM)
-    model.set_generative_model(dataset.info["W"], dataset.info["b"], dataset.info["noise_std"])
+    model = oracle_model(dataset)
     with torch.no_grad():
         model.encoder_log_std.add_(math.log(encoder_std_factor))
         model.encoder_bias.add_(encoder_shift)
