@@ -85,6 +85,8 @@ def metric_rows(records: list[RunRecord]) -> pd.DataFrame:
             "suite": record.spec.get("suite") or "",
             "run": record.spec["name"],
             "model": record.model["name"],
+            # Likelihoods of a label-conditional model are of log p(x|y) (§ on the leaderboard).
+            "conditional": bool(record.model.get("conditions_on_labels", False)),
             "config_hash": record.config_hash[:8],
             "seed": record.spec["seed"],
             "status": record.status,
