@@ -24,7 +24,11 @@ from metrics.local_posterior import (
     local_log_importance_weights,
     optimal_local_posterior,
 )
-from registry.base import LatentVariableModel, require_continuous_latents
+from registry.base import (
+    LatentVariableModel,
+    require_continuous_latents,
+    require_local_posterior_family,
+)
 
 
 def inference_gap_terms(
@@ -121,6 +125,7 @@ def inference_gaps(
         log_px: Optional better per-example log p(x) ``(N,)`` (exact, or AIS) to use instead.
     """
     require_continuous_latents(model, metric="the inference-gap protocol")
+    require_local_posterior_family(model, optimization.family)
     if log_px is not None and log_px.shape != (x.shape[0],):
         raise ValueError(
             f"Expected `log_px` to have shape ({x.shape[0]},), but got {tuple(log_px.shape)}."

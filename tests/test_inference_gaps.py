@@ -303,8 +303,9 @@ def test_evaluator_reports_named_estimates_with_settings():
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_gets_inference_gaps(name):
-    """Contract: every model with continuous latents yields finite bounds and gaps that add
-    up; a model with discrete codes refuses with `LikelihoodUndefined` and its reason."""
+    """Contract: for every q* family that contains the model's q(z|x), a model with continuous
+    latents yields finite bounds and gaps that add up, from both starts; any other family, and
+    any model with discrete codes, is refused with `LikelihoodUndefined` and its reason."""
     torch.manual_seed(0)
     try:
         model = create_model(name, data_shape=(1, 8, 8))
@@ -312,33 +313,26 @@ def test_every_model_gets_inference_gaps(name):
         model = create_model(name, data_shape=(16,))
     x = torch.bernoulli(torch.full((3, *model.data_shape), 0.5))
     short = LocalOptimization(samples_per_step=4, check_every=5, max_steps=10)
+    settings = {"is_samples": 8, "elbo_samples": 8, "batch_size": 3, "chunk_size": 4}
     if not model.continuous_latents:
         with pytest.raises(LikelihoodUndefined, match="discrete latent codes"):
-            inference_gaps(
-                model.eval(),
-                x,
-                optimization=short,
-                is_samples=8,
-                elbo_samples=8,
-                batch_size=3,
-                chunk_size=4,
-            )
+            inference_gaps(model.eval(), x, optimization=short, **settings)
         return
-    # Both starts: N(0, I), and q(z|x), whose moments a flow or top-down q has no closed form of.
-    for init in ("standard_normal", "encoder"):
-        gaps = inference_gaps(
-            model.eval(),
-            x,
-            optimization=replace(short, init=init),
-            is_samples=8,
-            elbo_samples=8,
-            batch_size=3,
-            chunk_size=4,
-        )
-        assert all(math.isfinite(g.value) for g in gaps.values()), init
-        parts = gaps["approximation_gap"].value + gaps["amortization_gap"].value
-        assert gaps["inference_gap"].value == pytest.approx(parts, abs=1e-9)
-        assert gaps["log_px"].value >= gaps["elbo_q"].value - 1.0
+    for family in ("ffg", "flow"):
+        if family not in model.local_posterior_families:
+            with pytest.raises(LikelihoodUndefined, match="family of the encoder"):
+                inference_gaps(
+                    model.eval(), x, optimization=replace(short, family=family), **settings
+                )
+            continue
+        # Both starts: N(0, I), and q(z|x), whose moments a flow q has no closed form of.
+        for init in ("standard_normal", "encoder"):
+            optimization = replace(short, family=family, init=init)
+            gaps = inference_gaps(model.eval(), x, optimization=optimization, **settings)
+            assert all(math.isfinite(g.value) for g in gaps.values()), (family, init)
+            parts = gaps["approximation_gap"].value + gaps["amortization_gap"].value
+            assert gaps["inference_gap"].value == pytest.approx(parts, abs=1e-9)
+            assert gaps["log_px"].value >= gaps["elbo_q"].value - 1.0
 
 
 def test_encoder_moments_of_a_flow_posterior_are_its_sample_moments():
