@@ -200,14 +200,15 @@ def family_table(
     configs: list[str],
     cells: dict,
     metrics: list[str],
-    undefined: dict[str, str] | None = None,
+    undefined: dict[str | tuple[str, str], str] | None = None,
     flagged: set[str] | None = None,
     conditional: set[str] | None = None,
 ) -> list[str]:
     """Render one metric family's Markdown table, rows = configurations.
 
     Args:
-        undefined: Config key -> why this family's metrics are not defined for it ("n/a").
+        undefined: Why metrics are not defined ("n/a"): keyed by a config key for the whole
+            family, or by (config key, metric) for one metric.
         flagged: Config keys of models not trained on a likelihood bound (marked ‡).
         conditional: Config keys of label-conditional models, scored on log p(x|y) (marked §).
     """
@@ -223,15 +224,17 @@ def family_table(
         seeds = max((c.seeds for c in row_cells if c is not None), default=0)
         rendered = [
             "n/a"
-            if config in undefined and c is None
+            if c is None and (config in undefined or (config, m) in undefined)
             else render_cell(c, c is not None and c.mean == bests[m], m in mismatched)
             for c, m in zip(row_cells, metrics, strict=True)
         ]
         name = config.split("@")[0] + (" ‡" if config in flagged else "")
         name += " §" if config in conditional else ""
         lines.append("| " + " | ".join([name, str(seeds), *rendered]) + " |")
-    for config, reason in sorted(undefined.items()):
-        lines += ["", f"n/a for {config.split('@')[0]}: {reason}"]
+    for key, reason in sorted(undefined.items(), key=lambda item: str(item[0])):
+        config, metric = key if isinstance(key, tuple) else (key, None)
+        which = f"{config.split('@')[0]}" + (f" ({metric})" if metric else "")
+        lines += ["", f"n/a for {which}: {reason}"]
     if flagged:
         lines += [
             "",
@@ -257,12 +260,15 @@ def family_table(
     return lines
 
 
-def _undefined_by_family(records: list[RunRecord]) -> dict[str, dict[str, str]]:
-    """Return family -> config key -> reason, from the records' ``undefined_metrics``."""
-    undefined: dict[str, dict[str, str]] = defaultdict(dict)
+def _undefined_by_family(records: list[RunRecord]) -> dict[str, dict]:
+    """Return family -> {config key or (config key, metric): reason}, from the records'
+    ``undefined_metrics`` (keys ``"family"`` or ``"family/metric"``)."""
+    undefined: dict[str, dict] = defaultdict(dict)
     for record in records:
-        for family, reason in record.undefined_metrics.items():
-            undefined[family][config_key(record)] = reason
+        for key, reason in record.undefined_metrics.items():
+            family, _, metric = key.partition("/")
+            config = config_key(record)
+            undefined[family][(config, metric) if metric else config] = reason
     return dict(undefined)
 
 
@@ -288,8 +294,10 @@ def dataset_section(
     conditional = {config_key(r) for r in records if r.model.get("conditions_on_labels")}
     families = sorted({k[1] for k in cells} | set(undefined))
     for family in families:
-        metrics = sorted({k[2] for k in cells if k[1] == family})
         na = undefined.get(family, {})
+        metrics = sorted(
+            {k[2] for k in cells if k[1] == family} | {k[1] for k in na if isinstance(k, tuple)}
+        )
         with_family = [
             c for c in configs if c in na or any((c, family, m) in cells for m in metrics)
         ]

@@ -60,6 +60,7 @@ class RunRecord:
     failure: dict[str, Any] | None = None
     images: dict[str, str] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
+    # Why a metric family ("ais") or one metric of it ("posterior_collapse/kl_per_dim") is n/a.
     undefined_metrics: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

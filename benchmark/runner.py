@@ -28,7 +28,7 @@ from benchmark.evaluators._examples import evaluation_examples
 from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
 from benchmark.spec import RunSpec, load_plugins
 from benchmark.trainer import Diverged, TrainState, train
-from metrics.estimate import Estimate
+from metrics.estimate import Estimate, NotDefined
 from registry import create_model
 from registry.base import LatentVariableModel, LikelihoodUndefined
 
@@ -242,16 +242,22 @@ def evaluate(
 
     An evaluator whose quantity is not defined for this model (it raises
     `LikelihoodUndefined`, e.g. AIS on discrete codes) is skipped, and its reason is put into
-    `undefined` so reports show "n/a (reason)" instead of a number that means nothing.
+    `undefined` under the evaluator's name, so reports show "n/a (reason)" instead of a number
+    that means nothing. One metric of an evaluator that is not defined (a `NotDefined` in its
+    results) goes into `undefined` as ``"evaluator/metric"``.
     """
     model.eval()
     metrics, eval_started = {}, time.perf_counter()
     for name, config in spec.eval.items():
         started = time.perf_counter()
         try:
-            metrics[name] = get_evaluator(name).function(
+            results = get_evaluator(name).function(
                 model=model, dataset=dataset, config=config, seed=spec.seed
             )
+            metrics[name] = {k: v for k, v in results.items() if not isinstance(v, NotDefined)}
+            for metric, value in results.items():
+                if isinstance(value, NotDefined) and undefined is not None:
+                    undefined[f"{name}/{metric}"] = value.reason
         except LikelihoodUndefined as error:
             if undefined is None:
                 raise

@@ -44,6 +44,17 @@ class Estimate:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class NotDefined:
+    """A metric of a family that is not defined for this model, in place of its `Estimate`.
+
+    Reports show it as "n/a" with the reason (e.g. the KL per dimension of a posterior that does
+    not factorise over dimensions), never as a number that means nothing.
+    """
+
+    reason: str
+
+
 def mean_estimate(
     values: Tensor,
     *,

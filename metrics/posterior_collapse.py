@@ -23,7 +23,7 @@ from torch.distributions import Distribution, Independent, kl_divergence
 
 from metrics.batching import row_blocks
 from metrics.elbo import elbo_terms
-from metrics.estimate import Estimate, mean_estimate
+from metrics.estimate import Estimate, NotDefined, mean_estimate
 from metrics.importance import log_mean_exp
 from registry.base import LatentVariableModel
 
@@ -128,12 +128,13 @@ def _kl_per_dim_estimate(
 
 def posterior_collapse(
     model: LatentVariableModel, x: Tensor, *, num_samples: int, batch_size: int, chunk_size: int
-) -> dict[str, Estimate]:
+) -> dict[str, Estimate | NotDefined]:
     """Return ``kl_per_dim``, ``rate``, ``distortion``, ``mutual_information``, ``marginal_kl``.
 
     Each is a mean ± stderr over the N examples, in nats. ``kl_per_dim`` holds the total KL as
-    its value and the per-dimension means in ``diagnostics["per_dim"]``; it is omitted when the
-    posterior does not factorise over dimensions (the other four are defined for any model).
+    its value and the per-dimension means in ``diagnostics["per_dim"]``; it is `NotDefined`,
+    with the reason, when q(z|x) or p(z) does not factorise over dimensions (the other four are
+    defined for any model).
 
     Args:
         model: Any registered model, in eval mode.
@@ -169,6 +170,11 @@ def posterior_collapse(
     }
     if _factorises(model.select(slice(0, 1)), x[:1]):
         results["kl_per_dim"] = _kl_per_dim_estimate(model, x, num_samples, batch_size, params)
+    else:
+        results["kl_per_dim"] = NotDefined(
+            f"{type(model).__name__}'s q(z|x) or p(z) is not a product of univariate factors, "
+            f"so the KL does not split into one term per latent dimension."
+        )
     return results
 
 

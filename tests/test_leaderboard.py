@@ -197,6 +197,39 @@ def test_leaderboard_is_reproducible_from_written_records(tmp_path):
     assert links and all((tmp_path / link).is_file() for link in links)
 
 
+def test_one_undefined_metric_is_na_with_its_reason_in_its_own_cell():
+    """Contract: an ``undefined_metrics`` key ``family/metric`` makes just that cell n/a, with
+    the reason under the table; the family's other cells keep their numbers."""
+    base = make_record(value=-80.0)
+    defined = replace(base, spec={**base.spec, "name": "vae"}, config_hash="a" * 64)
+    flow = make_record(value=-79.0)
+    flow = replace(
+        flow,
+        spec={**flow.spec, "name": "iaf"},
+        spec_hash="f" * 64,
+        config_hash="b" * 64,
+        metrics={"elbo": {"elbo": flow.metrics["elbo"]["elbo"]}},
+        undefined_metrics={"elbo/kl": "the flow posterior's KL has no per-dimension split."},
+    )
+    defined = replace(
+        defined,
+        metrics={
+            "elbo": {
+                "elbo": defined.metrics["elbo"]["elbo"],
+                "kl": Estimate(12.0, 0.1, 360, "nats", None, {"split": "test"}),
+            }
+        },
+    )
+    text = render_leaderboard([defined, flow])
+    rows: dict[str, str] = {}
+    for line in text.splitlines():  # the elbo table comes first, then the cost table
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0], line)
+    assert rows["| iaf"].endswith("| n/a |") and "-79.00" in rows["| iaf"]
+    assert "12.00" in rows["| vae"]
+    assert "n/a for iaf (kl): the flow posterior's KL has no per-dimension split." in text
+
+
 def test_csv_marks_label_conditional_runs():
     """Contract: the long-format CSV says which rows are log p(x|y), so a reader filtering it
     does not rank a CVAE's conditional NLL against unconditional ones by accident."""

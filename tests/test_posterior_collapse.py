@@ -23,6 +23,7 @@ from torch.distributions import Independent, MultivariateNormal, StudentT
 from benchmark.datasets import create_dataset
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators.inference import PosteriorCollapseConfig
+from metrics.estimate import Estimate, NotDefined
 from metrics.posterior_collapse import kl_per_dimension, posterior_collapse
 from registry import create_model, list_models
 from registry.linear_vae import LinearVAE
@@ -178,7 +179,9 @@ def test_mutual_information_of_the_exact_posterior_is_half_log_det_m():
     results = posterior_collapse(model, x, num_samples=2, batch_size=1000, chunk_size=256)
     assert results["mutual_information"].value == pytest.approx(expected, abs=0.05)
     assert results["marginal_kl"].value < 0.03  # the aggregate of exact posteriors is the prior
-    assert "kl_per_dim" not in results  # a full-covariance posterior has no per-dimension KL
+    # A full-covariance posterior has no per-dimension KL: n/a with the reason, not a number.
+    assert isinstance(results["kl_per_dim"], NotDefined)
+    assert "not a product of univariate factors" in results["kl_per_dim"].reason
     with pytest.raises(TypeError, match="factorise"):
         kl_per_dimension(model, x[:2], num_samples=1)
 
@@ -222,8 +225,36 @@ def test_every_model_gets_collapse_diagnostics(name):
     model = small_model(name)
     x = torch.bernoulli(torch.full((12, *model.data_shape), 0.5))
     results = posterior_collapse(model, x, num_samples=2, batch_size=6, chunk_size=5)
-    assert {"rate", "distortion", "mutual_information", "marginal_kl"} <= set(results)
-    assert all(math.isfinite(r.value) and r.n == 12 for r in results.values())
+    assert set(results) == {"kl_per_dim", "rate", "distortion", "mutual_information", "marginal_kl"}
+    estimates = [r for r in results.values() if isinstance(r, Estimate)]
+    assert all(math.isfinite(r.value) and r.n == 12 for r in estimates)
     assert results["mutual_information"].value <= math.log(12) + 1e-9
-    if "kl_per_dim" in results and results["kl_per_dim"].diagnostics["method"] == "analytic":
-        assert results["kl_per_dim"].value == pytest.approx(results["rate"].value, rel=1e-6)
+    per_dim = results["kl_per_dim"]
+    if isinstance(per_dim, NotDefined):
+        with pytest.raises(TypeError, match="factorise"):
+            kl_per_dimension(model, x[:2], num_samples=1)
+    elif per_dim.diagnostics["method"] == "analytic":
+        assert per_dim.value == pytest.approx(results["rate"].value, rel=1e-6)
+
+
+def test_a_run_records_why_kl_per_dim_is_not_defined(tmp_path):
+    """Integration: a VampPrior (mixture prior) run records its other collapse diagnostics and
+    ``posterior_collapse/kl_per_dim`` under ``undefined_metrics`` with the reason."""
+    from benchmark.runner import RunOptions, run_spec
+    from benchmark.spec import resolve_spec
+
+    spec = resolve_spec(
+        {
+            "name": "vamp",
+            "model": {"name": "vamp_prior", "latent_dim": 2, "num_pseudo_inputs": 4},
+            "dataset": {"name": "digits"},
+            "train": {"steps": 5, "batch_size": 16},
+            "eval": {"posterior_collapse": {"num_examples": 20, "num_samples": 2}},
+        }
+    )
+    options = RunOptions(results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "c", progress=False)
+    record = run_spec(spec, options)
+    assert record.status == "ok", record.failure
+    assert "kl_per_dim" not in record.metrics["posterior_collapse"]
+    assert {"rate", "mutual_information"} <= set(record.metrics["posterior_collapse"])
+    assert "univariate" in record.undefined_metrics["posterior_collapse/kl_per_dim"]

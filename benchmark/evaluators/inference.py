@@ -67,7 +67,10 @@ class PosteriorCollapseConfig:
 
 def _with_context(results: dict[str, Estimate], context: dict[str, Any]) -> dict[str, Estimate]:
     """Add the evaluator settings, the seed and the preprocessing to every estimate's params."""
-    return {name: replace(est, params={**context, **est.params}) for name, est in results.items()}
+    return {
+        name: replace(est, params={**context, **est.params}) if isinstance(est, Estimate) else est
+        for name, est in results.items()
+    }
 
 
 @register_evaluator("inference_gaps")
