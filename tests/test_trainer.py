@@ -16,10 +16,10 @@ from registry.vae import VAE
 SPEC = TrainSpec(steps=60, batch_size=32, checkpoint_every=20, log_every=10, kl_warmup_steps=30)
 
 
-def fresh_model(dataset):
+def fresh_model(dataset, name: str = "vae"):
     torch.manual_seed(0)
     return create_model(
-        "vae", data_shape=dataset.data_shape, latent_dim=4, architecture={"hidden": [32]}
+        name, data_shape=dataset.data_shape, latent_dim=4, architecture={"hidden": [32]}
     )
 
 
@@ -40,16 +40,17 @@ def test_training_is_deterministic_given_seeds(digits):
     )
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(digits, tmp_path):
+@pytest.mark.parametrize("name", ["vae", "cvae"])  # cvae: (x, y) batches resume aligned too
+def test_resume_after_interruption_equals_uninterrupted_run(digits, tmp_path, name):
     """Property: stop at step 30 (mid-epoch), resume from the checkpoint: same final weights."""
-    reference = fresh_model(digits)
+    reference = fresh_model(digits, name)
     reference_state = train(reference, digits, SPEC, seed=1, progress=False)
-    interrupted = fresh_model(digits)
+    interrupted = fresh_model(digits, name)
     checkpoint = tmp_path / "run.pt"
     train(
         interrupted, digits, SPEC, seed=1, checkpoint_path=checkpoint, stop_after=30, progress=False
     )
-    resumed = fresh_model(digits)  # a new process would rebuild the model from the seed
+    resumed = fresh_model(digits, name)  # a new process would rebuild the model from the seed
     state = train(resumed, digits, SPEC, seed=1, checkpoint_path=checkpoint, progress=False)
     assert state.resumed_from == 30 and state.step == 60
     for p, q in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
