@@ -207,7 +207,7 @@ def save_run_images(
         model: A trained model with image data.
         x: A few evaluation inputs ``(B, *data_shape)``: 16 are reconstructed, the first traversed.
             A label-conditional model comes bound to the labels of 64 rows, x's first; the
-            samples use all 64, the reconstructions and traversals those of their inputs.
+            samples use all 64, the reconstructions and traversals the rows of their inputs.
         directory: Where ``samples.png``, ``reconstructions.png`` and ``traversals.png`` go.
         seed: Seed of the prior draws.
     """

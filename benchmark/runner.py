@@ -24,7 +24,7 @@ from benchmark.datasets import create_dataset
 from benchmark.datasets.base import Dataset
 from benchmark.environment import describe_environment, git_state
 from benchmark.evaluators import get_evaluator
-from benchmark.evaluators._examples import evaluation_examples
+from benchmark.evaluators._examples import bind_labels
 from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
 from benchmark.spec import RunSpec, load_plugins
 from benchmark.trainer import Diverged, TrainState, train
@@ -220,8 +220,10 @@ def save_images(
     from benchmark.images import save_run_images  # NOTE: on use; tables alone need no Pillow
 
     folder = Path(results_dir) / "images" / spec.dataset["name"] / f"{spec.name}-{spec.hash[:12]}"
-    # The 64 sample tiles of a label-conditional model take the labels of the first 64 test images.
-    model, x = evaluation_examples(model, dataset, "test", min(64, len(dataset.splits["test"])))
+    x = dataset.evaluation_data("test")[:16]  # (16, C, H, W)
+    # The 64 sample tiles of a label-conditional model take the labels of the first 64 test
+    # images (repeated if the split is smaller); the first 16 are x's own.
+    model = bind_labels(model, dataset, "test", 64)
     with torch.random.fork_rng(), torch.no_grad():
         paths = save_run_images(model, x, folder, seed=spec.seed)
     return {kind: str(Path(path).relative_to(results_dir)) for kind, path in paths.items()}

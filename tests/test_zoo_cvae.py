@@ -235,3 +235,28 @@ def test_a_cvae_run_end_to_end_records_conditional_metrics(tmp_path):
     for metric in ("elbo", "nll", "active_units", "rate", "approximation_gap", "ais_nll"):
         found = [e for family in record.metrics.values() for n, e in family.items() if n == metric]
         assert found and all(torch.isfinite(torch.tensor(e.value)) for e in found), metric
+
+
+def test_run_images_of_a_cvae_on_a_small_test_split(tmp_path):
+    """Bad-input edge: the 64 sample tiles of a CVAE need 64 labels; a test split smaller than
+    that repeats its labels instead of failing the run's image grids."""
+    from dataclasses import replace
+
+    from benchmark.runner import save_images
+
+    dataset = create_dataset("digits")
+    small = replace(
+        dataset,
+        splits={**dataset.splits, "test": dataset.splits["test"][:20]},
+        labels={**dataset.labels, "test": dataset.labels["test"][:20]},
+    )
+    spec = resolve_spec(
+        {
+            "name": "cvae-images",
+            "model": {"name": "cvae", "latent_dim": 4},
+            "dataset": {"name": "digits"},
+        }
+    )
+    paths = save_images(trained_on_digits(), small, spec, tmp_path)
+    assert set(paths) == {"samples", "reconstructions", "traversals"}
+    assert all((tmp_path / p).is_file() for p in paths.values())
