@@ -4,14 +4,23 @@ A stochastic estimate is never a bare float: every metric a run records is an `E
 ``{value, stderr, n, unit, higher_is_better, params, diagnostics}``. ``stderr`` is the standard
 error of the mean over the ``n`` evaluated items (examples, points, chains), or None for a
 deterministic quantity (a parameter count, a wall time).
+
+Each estimate also says what it is (``kind``: an estimate, a lower or upper bound on the quantity
+it is named after, or a diagnostic) and whether the metric's own diagnostics trust it
+(``warning``: None when they do, else the reason, e.g. "83% of examples have PSIS k-hat > 0.7").
 """
 
 import math
+import typing
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+
+EstimateKind = Literal["estimate", "lower_bound", "upper_bound", "diagnostic"]
+ESTIMATE_KINDS: tuple[str, ...] = typing.get_args(EstimateKind)
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,10 @@ class Estimate:
         higher_is_better: Direction for reports; None when neither is better (a diagnostic).
         params: Everything that produced the number (K, seed, split, ...).
         diagnostics: Side information (ESS, acceptance rates, per-unit vectors, ...).
+        kind: What ``value`` is: an unbiased or consistent ``estimate``, a ``lower_bound`` or
+            ``upper_bound`` on the named quantity, or a ``diagnostic`` with no target value.
+        warning: None when the metric's own diagnostics trust the value; otherwise the reason
+            they do not, shown beside the number in every report.
     """
 
     value: float
@@ -35,6 +48,17 @@ class Estimate:
     higher_is_better: bool | None
     params: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    kind: EstimateKind = "estimate"
+    warning: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ESTIMATE_KINDS:
+            raise ValueError(f"Expected `kind` to be one of {ESTIMATE_KINDS}, but got {self.kind!r}.")
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the metric's own diagnostics trust the value (no warning)."""
+        return self.warning is None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
