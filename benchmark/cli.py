@@ -12,6 +12,7 @@ vaebench data download NAME [--data-root DIR]  (explicit; needs internet)
 """
 
 import argparse
+import json
 import logging
 import sys
 from dataclasses import replace
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--address", help="ray: cluster to join (default: a local instance)")
     suite.add_argument("--num-cpus", type=float, help="ray: CPUs per run (default 1)")
     suite.add_argument("--num-gpus", type=float, help="ray: GPUs per run (default 0)")
+    suite.add_argument(
+        "--budget", type=float, help="run this fraction of each protocol run's budget (0, 1]"
+    )
     _add_run_options(suite)
     suite.set_defaults(handler=cmd_suite)
 
@@ -74,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--suite", required=True)
     job.add_argument("--index", type=int, required=True)
     job.add_argument("--seeds", type=_int_list)
+    job.add_argument(
+        "--budget", type=float, help="run this fraction of each protocol run's budget (0, 1]"
+    )
     _add_run_options(job)
     job.set_defaults(handler=cmd_run_job)
 
@@ -122,6 +129,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="re-run even if a record exists")
     parser.add_argument("--rerun-failed", action="store_true", help="re-run failed/diverged runs")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--device",
+        help="auto (a GPU when there is one; default), cpu, cuda, cuda:N or mps; "
+        "not part of the spec hash, recorded with the run",
+    )
 
 
 def _int_list(text: str) -> list[int]:
@@ -146,6 +158,7 @@ def _options(args: argparse.Namespace, catch_failures: bool) -> RunOptions:
         rerun_failed=args.rerun_failed,
         catch_failures=catch_failures,
         progress=not args.no_progress,
+        device=args.device or "auto",
     )
 
 
@@ -172,20 +185,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if record.status == "ok" else 2
 
 
+def print_suite_protocol(suite) -> None:
+    """Print a suite's jobs with their model settings and budget, then its shared protocol."""
+    print(f"# {suite.name}: {suite.description.strip()}\n")
+    for index, spec in enumerate(suite.runs):
+        model = ", ".join(f"{k}={v}" for k, v in spec.model.items())
+        paper = spec.train.paper_steps
+        budget = f" ({spec.train.steps / paper:.3g} of the paper's {paper:,})" if paper else ""
+        print(
+            f"{index}\t{spec.name}\tseed={spec.seed}\t{spec.hash[:12]}\t{model}\t"
+            f"steps={spec.train.steps:,}{budget}"
+        )
+    first = suite.runs[0].to_dict()
+    for key in ("dataset", "train", "eval"):
+        shared = all(spec.to_dict()[key] == first[key] for spec in suite.runs)
+        label = "shared by every job" if shared else "of job 0 (jobs differ)"
+        print(f"\n{key} ({label}):\n  {json.dumps(first[key], sort_keys=True)}")
+
+
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.executors.progress import SuiteProgress
     from benchmark.leaderboard import write_leaderboard
     from benchmark.suite import load_suite
 
-    suite = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides)
+    suite = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides, budget=args.budget)
     if args.list:
-        for index, spec in enumerate(suite.runs):
-            print(f"{index}\t{spec.name}\tseed={spec.seed}\t{spec.hash[:12]}")
+        print_suite_protocol(suite)
         return 0
     executor = _executor(args)
     progress = SuiteProgress(len(suite.runs), bar=not args.no_progress)
     # NOTE: per-run training bars would interleave across workers; the suite bar replaces them.
-    options = replace(_options(args, catch_failures=True), progress=False)
+    options = replace(
+        _options(args, catch_failures=True),
+        progress=False,
+        device=args.device or suite.device or "auto",
+    )
     records = executor.map_runs(suite.runs, options, on_event=progress)
     progress.close()
     print_summary(records)
@@ -218,7 +252,9 @@ def _executor(args: argparse.Namespace):
 def cmd_run_job(args: argparse.Namespace) -> int:
     from benchmark.suite import load_suite
 
-    runs = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides).runs
+    runs = load_suite(
+        args.suite, seeds=args.seeds, overrides=args.overrides, budget=args.budget
+    ).runs
     if not 0 <= args.index < len(runs):
         raise ValueError(f"Expected `--index` in [0, {len(runs) - 1}], but got {args.index}.")
     record = run_spec(runs[args.index], _options(args, catch_failures=True))

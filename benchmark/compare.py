@@ -539,6 +539,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rerun_failed=args.rerun_failed,
         catch_failures=True,
         progress=not args.no_progress,
+        device=args.device or "auto",
     )
     records = run_selection(selection, options)
     baselines = {name: records[name] for name in selection.baselines}

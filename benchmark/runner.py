@@ -22,13 +22,14 @@ import torch
 from benchmark.calibration import gemm_gflops, memory_bandwidth_gbs
 from benchmark.datasets import create_dataset
 from benchmark.datasets.base import Dataset
-from benchmark.environment import describe_environment, git_state
+from benchmark.environment import cpu_model, describe_environment, git_state
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators._examples import bind_labels
 from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
 from benchmark.spec import RunSpec, load_plugins
-from benchmark.trainer import Diverged, TrainState, train
-from metrics.estimate import Estimate, NotDefined
+from benchmark.trainer import Diverged, TrainState, resolve_device, train
+from metrics.estimate import Estimate, NotDefined, mean_estimate
+from metrics.nll import importance_sampled_log_likelihood
 from registry import create_model
 from registry.base import LatentVariableModel, LikelihoodUndefined
 
@@ -51,6 +52,9 @@ class RunOptions:
         rerun_failed: Re-run a spec whose record is ``failed`` or ``diverged``.
         catch_failures: Record unexpected exceptions as ``failed`` instead of raising.
         progress: Show progress bars.
+        device: Where the run trains and evaluates: ``auto`` (a GPU when there is one), ``cpu``,
+            ``cuda``, ``cuda:N`` or ``mps``. Like Ray resources, it is not part of the spec hash;
+            the record says where the run ran.
     """
 
     results_dir: Path = Path("results")
@@ -60,6 +64,7 @@ class RunOptions:
     rerun_failed: bool = False
     catch_failures: bool = True
     progress: bool = True
+    device: str = "auto"
 
 
 def existing_record(spec: RunSpec, options: RunOptions) -> RunRecord | None:
@@ -183,8 +188,11 @@ def _train_and_evaluate(spec: RunSpec, options: RunOptions, context: dict[str, A
     )
     context["dataset_info"] = describe_dataset(dataset)
     model = create_model(spec.model["name"], data_shape=dataset.data_shape, **_settings(spec.model))
+    model.initialize_from_data(dataset.splits["train"])
     context["model_info"] = describe_model(model)
-    checkpoint = Path(options.checkpoint_dir) / f"{spec.hash[:16]}.pt"
+    device = resolve_device(options.device)
+    context["device"] = describe_device(device)
+    checkpoint = Path(options.checkpoint_dir) / f"{spec.training_hash[:16]}.pt"
     if options.force:  # NOTE: a forced re-run trains from scratch, not from old weights
         checkpoint.unlink(missing_ok=True)
     try:
@@ -193,14 +201,16 @@ def _train_and_evaluate(spec: RunSpec, options: RunOptions, context: dict[str, A
             dataset,
             spec.train,
             seed=spec.seed,
+            device=device,
             checkpoint_path=checkpoint,
             progress=options.progress,
+            probe=learning_curve_probe(dataset, spec),
         )
     except Diverged as diverged:
         context["timings"]["train"] = None
         return "diverged", {}, {"reason": diverged.reason, "step": diverged.step}
     context["timings"]["train"] = state.seconds
-    context["training"] = describe_training(state)
+    context["training"] = describe_training(state, spec)
     context["undefined"] = {}
     metrics = evaluate(model, dataset, spec, context["timings"], context["undefined"])
     context["images"] = save_images(model, dataset, spec, options.results_dir)
@@ -291,13 +301,64 @@ def describe_dataset(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def describe_training(state: TrainState) -> dict[str, Any]:
+def describe_training(state: TrainState, spec: RunSpec) -> dict[str, Any]:
+    paper_steps = spec.train.paper_steps
     return {
         "steps_completed": state.step,
         "resumed_from_step": state.resumed_from,
         "curve": state.curve,
+        "learning_curve": state.learning_curve,
         "final": state.curve[-1] if state.curve else {},
+        # The share of the protocol's budget this run trained for (None: no protocol budget).
+        "budget_fraction": state.step / paper_steps if paper_steps else None,
     }
+
+
+def learning_curve_probe(dataset: Dataset, spec: RunSpec):
+    """Return the trainer's probe: IS-NLL of a fixed test subset, or None when not asked for.
+
+    Scores the first ``curve_nll_examples`` test images (the evaluation binarization) with
+    ``curve_nll_k`` importance samples, seeded by the run's seed, at the end of each pass.
+    """
+    count, k = spec.train.curve_nll_examples, spec.train.curve_nll_k
+    if count <= 0:
+        return None
+    x = dataset.evaluation_data("test")[:count]
+
+    def probe(model: LatentVariableModel) -> dict[str, float]:
+        result = importance_sampled_log_likelihood(
+            model,
+            x.to(next(model.parameters()).device),
+            num_samples=k,
+            chunk_size=min(k, 500),
+            batch_size=100,
+            seed=spec.seed,
+            pareto_k=False,
+        )
+        nll = mean_estimate(-result.log_likelihood, unit="nats", higher_is_better=False)
+        return {"nll": nll.value, "nll_stderr": nll.stderr, "k": k, "examples": len(x)}
+
+    return probe
+
+
+def describe_device(device: torch.device) -> dict[str, Any]:
+    """Return where a run ran: device type, and for a GPU its name, capability, versions, memory."""
+    described: dict[str, Any] = {"type": device.type, "name": cpu_model()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        described.update(
+            name=props.name,
+            compute_capability=f"{props.major}.{props.minor}",
+            memory_gb=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            driver=_nvidia_driver_version(),
+        )
+    return described
+
+
+def _nvidia_driver_version() -> str | None:
+    version = Path("/proc/driver/nvidia/version")
+    return version.read_text().split("Kernel Module")[1].split()[0] if version.is_file() else None
 
 
 def build_record(
@@ -321,5 +382,5 @@ def build_record(
         failure=failure,
         images=context.get("images", {}),
         undefined_metrics=context.get("undefined", {}),
-        resources=context.get("resources", {}),
+        resources={**context.get("resources", {}), "device": context.get("device")},
     )

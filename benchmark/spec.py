@@ -30,23 +30,30 @@ import yaml
 
 from benchmark.datasets import resolve_dataset_settings
 from benchmark.evaluators import get_evaluator
+from benchmark.optimizers import OptimizerName, ScheduleName
 from registry import resolve_hyperparameters
 from registry._typecheck import check_value
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """The training budget and optimiser. Adam over in-memory tensors."""
+    """The training budget, optimiser and schedule (`benchmark.optimizers`)."""
 
     steps: int = 2000  # optimisation steps (minibatches), not epochs
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-3  # the rate of the `constant` schedule; `burda2016` sets its own per pass
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    optimizer: OptimizerName = "adam"  # or `adam_burda2016`, Adam as released with IWAE
+    lr_schedule: ScheduleName = "constant"  # or `burda2016`: 8 passes of 3^i epochs
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over this many steps
     grad_clip_norm: float | None = None  # clip the global gradient norm; None = no clipping
     checkpoint_every: int = 500  # steps between resumable checkpoints; 0 = only at the end
     log_every: int = 100  # steps between points of the recorded training curve
+    paper_steps: int | None = None  # the protocol's full budget; records state steps / this
+    curve_nll_examples: int = 0  # test images scored by IS-NLL at the end of each pass; 0 = none
+    curve_nll_k: int = 1000  # importance samples of those learning-curve NLLs
+    compile: bool = False  # torch.compile the training step (`benchmark.perf train` measures it)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,16 @@ class RunSpec:
         data = _plain(dataclasses.asdict(self))
         data.pop("hash")
         return data
+
+    @property
+    def training_hash(self) -> str:
+        """sha256 of what training depends on (seed, model, dataset, train, plugins).
+
+        Checkpoints are named by it, so a change of evaluation settings re-evaluates the
+        final weights instead of training again.
+        """
+        data = self.to_dict()
+        return _sha256({key: data[key] for key in ("seed", "model", "dataset", "train", "plugins")})
 
     @property
     def config_hash(self) -> str:

@@ -25,7 +25,7 @@ from benchmark.spec import RunSpec, apply_overrides, read_yaml, resolve_spec
 from registry._registry import unknown_name_error
 
 SUITES_DIR = Path(__file__).parent / "suites"
-SUITE_KEYS = ("name", "description", "seeds", "defaults", "runs")
+SUITE_KEYS = ("name", "description", "seeds", "device", "defaults", "runs")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Suite:
     name: str
     description: str
     runs: tuple[RunSpec, ...]
+    device: str | None = None  # where its runs go by default; `--device` wins; not hashed
 
 
 def list_suites() -> list[str]:
@@ -55,7 +56,11 @@ def suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(
-    name_or_path: str, *, seeds: list[int] | None = None, overrides: list[str] = ()
+    name_or_path: str,
+    *,
+    seeds: list[int] | None = None,
+    overrides: list[str] = (),
+    budget: float | None = None,
 ) -> Suite:
     """Read a suite and expand it to resolved runs, one per (run, seed), in file order.
 
@@ -63,6 +68,8 @@ def load_suite(
         name_or_path: A shipped suite name or a YAML path.
         seeds: Replace the suite's seeds.
         overrides: ``dotted.key=value`` overrides applied to every run (they change hashes).
+        budget: Run this fraction of each protocol run's budget: ``train.steps`` becomes
+            ``round(budget * train.paper_steps)``, so the schedule is the protocol's, cut short.
     """
     raw = read_yaml(suite_path(name_or_path))
     _check_suite_keys(raw, name_or_path)
@@ -72,8 +79,29 @@ def load_suite(
         for run in raw["runs"]:
             merged = _deep_merge(raw.get("defaults", {}), run)
             merged = apply_overrides(merged, list(overrides))
-            runs.append(resolve_spec({**merged, "seed": seed, "suite": suite_name}))
-    return Suite(suite_name, raw.get("description", ""), tuple(runs))
+            spec = resolve_spec({**merged, "seed": seed, "suite": suite_name})
+            runs.append(spec if budget is None else with_budget(spec, budget))
+    device = raw.get("device")
+    if device is not None and not isinstance(device, str):
+        raise TypeError(
+            f"Expected suite key `device` to be a string like cuda, but got {device!r}."
+        )
+    return Suite(suite_name, raw.get("description", ""), tuple(runs), device)
+
+
+def with_budget(spec: RunSpec, budget: float) -> RunSpec:
+    """Return `spec` trained for `budget` of its protocol's steps (``train.paper_steps``)."""
+    if not 0 < budget <= 1:
+        raise ValueError(f"Expected `--budget` to be a fraction in (0, 1], but got {budget!r}.")
+    paper_steps = spec.train.paper_steps
+    if paper_steps is None:
+        raise ValueError(
+            f"Expected run {spec.name!r} to state its protocol's budget (`train.paper_steps`) "
+            f"for `--budget`, but it has none; set `train.steps` with `--set` instead."
+        )
+    raw = spec.to_dict()
+    raw["train"]["steps"] = max(1, round(budget * paper_steps))
+    return resolve_spec(raw)
 
 
 def _check_suite_keys(raw: Any, where: str) -> None:

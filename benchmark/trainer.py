@@ -1,28 +1,45 @@
-"""The training loop: Adam over in-memory tensors, KL warm-up, resumable checkpoints.
+"""The training loop: Adam over device-resident data, KL warm-up, resumable checkpoints.
 
 Determinism: the caller seeds the global torch RNG before building the model (initialisation
-and reparameterised samples use it); the data order and any dynamic binarization use a
-separate `torch.Generator`. A checkpoint stores the global RNG state, the generator state at the
-start of the current epoch and how many batches of that epoch were consumed, so a resumed run
-replays exactly the same batches and noise as an uninterrupted one.
+and reparameterised samples use it); the batch order and any dynamic binarization are a pure
+function of (seed, step) (`benchmark.datasets.stream`). A checkpoint stores the model, the
+optimizers, the global RNG state and the step, so a resumed run replays exactly the batches and
+noise of an uninterrupted one, and it loads onto any device.
+
+Speed: the step never waits for the host. Loss terms are summed on the device and read every
+``log_every`` steps; the divergence check reads a flag at the same moments. torch.distributions'
+argument validation checks the first step (bad data or parameters raise there, as anywhere) and is
+off after it: it scans every parameter tensor, and a non-finite loss is caught as divergence.
 """
 
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
 from benchmark.datasets.base import Dataset
+from benchmark.datasets.stream import TrainingStream
+from benchmark.optimizers import create_optimizer, learning_rate, schedule_boundaries
 from benchmark.spec import TrainSpec
 from registry.base import LatentVariableModel
 
+# A finite loss whose logging-window mean exceeds this many times the first window's (or 1,
+# whichever is larger) in magnitude has blown up: recorded as diverged, not trained on.
+BLOW_UP_FACTOR = 1e6
+
+CurveProbe = Callable[[LatentVariableModel], dict[str, float]]
+
 
 class Diverged(RuntimeError):
-    """Raised when the training loss stops being finite."""
+    """Raised when the training loss stops being finite or blows up."""
 
     def __init__(self, step: int, reason: str) -> None:
         super().__init__(f"diverged at step {step}: {reason}")
@@ -32,13 +49,12 @@ class Diverged(RuntimeError):
 
 @dataclass
 class TrainState:
-    """Where training stands; everything in it goes into a checkpoint."""
+    """Where training stands; everything in it goes into a checkpoint as plain data."""
 
     step: int = 0
-    epoch_generator_state: torch.Tensor | None = None  # data generator at the start of the epoch
-    batches_into_epoch: int = 0
     curve: list[dict[str, float]] = field(default_factory=list)
-    window: list[dict[str, float]] = field(default_factory=list)  # terms since the last curve point
+    learning_curve: list[dict[str, float]] = field(default_factory=list)  # probes at pass ends
+    reference_loss: float | None = None  # mean loss of the first logging window (blow-up rule)
     resumed_from: int | None = None
     seconds: float = 0.0
 
@@ -49,14 +65,43 @@ def kl_weight(step: int, warmup_steps: int) -> float:
 
 
 def build_optimizers(model: LatentVariableModel, spec: TrainSpec) -> list[torch.optim.Optimizer]:
-    """Return Adam over the main parameters, plus one over `auxiliary_parameters()` if any."""
+    """Return the spec's optimizer over the main parameters, plus Adam over the auxiliary ones."""
     auxiliary = model.auxiliary_parameters()
     auxiliary_ids = {id(p) for p in auxiliary}
     main = [p for p in model.parameters() if id(p) not in auxiliary_ids]
-    optimizers = [torch.optim.Adam(main, lr=spec.lr, betas=spec.adam_betas, eps=spec.adam_eps)]
+    settings = {"lr": spec.lr, "betas": spec.adam_betas, "eps": spec.adam_eps}
+    optimizers = [create_optimizer(spec.optimizer, main, **settings)]
     if auxiliary:
         optimizers.append(torch.optim.Adam(auxiliary, **model.auxiliary_optimizer))
     return optimizers
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Return the torch device for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Raises:
+        ValueError: a GPU is asked for where there is none, saying what was found.
+    """
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name and name.split(":")[1].isdigit() else 0
+        if index >= count:
+            raise ValueError(
+                f"Expected `device` {name!r} to name one of this machine's CUDA devices, but "
+                f"found {count} (torch {torch.__version__}, CUDA build "
+                f"{torch.version.cuda or 'none'}). Use `--device cpu` or `--device auto`."
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("Expected `device` 'mps', but MPS is not available here; use `cpu`.")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(
+            f"Expected `device` to be auto, cpu, cuda, cuda:N or mps, but got {name!r}."
+        ) from error
 
 
 def train(
@@ -65,30 +110,47 @@ def train(
     spec: TrainSpec,
     *,
     seed: int,
+    device: str | torch.device = "cpu",
     checkpoint_path: Path | None = None,
     stop_after: int | None = None,
     progress: bool = True,
+    probe: CurveProbe | None = None,
 ) -> TrainState:
-    """Train `model` for ``spec.steps`` steps, resuming from `checkpoint_path` if it exists.
+    """Train `model` for ``spec.steps`` steps on `device`, resuming from `checkpoint_path`.
 
     Args:
-        model: A freshly initialised model (its init drew from the seeded global RNG).
-        dataset: Training data; ``train_batches`` is drawn epoch by epoch.
-        spec: Optimiser and budget.
-        seed: Seeds the data generator (order and dynamic binarization).
+        model: A freshly initialised model (its init drew from the seeded global RNG); it is
+            moved to `device` and stays there.
+        dataset: Training data; its training split is copied to `device` once.
+        spec: Optimiser, schedule and budget.
+        seed: Seeds the data stream (order and dynamic binarization).
+        device: Where the model, optimizer state and data live (`resolve_device` names).
         checkpoint_path: Where to save and resume; None disables checkpoints.
         stop_after: Stop (after checkpointing) once this step is reached: simulates an
             interruption in tests.
         progress: Show a tqdm bar.
+        probe: Called on the model (in eval mode) at the end of each pass of the schedule;
+            its figures form ``TrainState.learning_curve``.
 
     Raises:
-        Diverged: when a loss becomes NaN or infinite.
+        Diverged: when a loss becomes NaN or infinite, or blows up (`BLOW_UP_FACTOR`).
     """
+    device = resolve_device(device)
+    model.to(device)
     optimizers = build_optimizers(model, spec)
-    generator = torch.Generator().manual_seed(seed)
-    state = TrainState(epoch_generator_state=generator.get_state())
+    state = TrainState()
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path, model, optimizers)
+    stream = TrainingStream(
+        dataset,
+        batch_size=spec.batch_size,
+        seed=seed,
+        device=device,
+        with_labels=model.conditions_on_labels,
+    )
+    probe_steps = set(schedule_boundaries(spec.lr_schedule, stream.batches_per_epoch, spec.steps))
+    step_function = _compiled_step(model, spec)
+    window = _Window(device)
     model.train()
     started = time.perf_counter() - state.seconds
     bar = tqdm(
@@ -99,26 +161,22 @@ def train(
         leave=False,
         dynamic_ncols=True,
     )
-    with_labels = model.conditions_on_labels
-    batches = _resume_epoch(dataset, spec.batch_size, generator, state, with_labels)
     while state.step < spec.steps:
-        batch = next(batches, None)
-        if batch is None:  # epoch finished: remember where the next one starts
-            state.epoch_generator_state, state.batches_into_epoch = generator.get_state(), 0
-            batches = dataset.train_batches(spec.batch_size, generator, with_labels=with_labels)
-            continue
-        state.batches_into_epoch += 1
-        # A label-conditional model trains its view bound to the batch's labels: p(x|y).
-        target, x = (model.conditioned_on(batch[1]), batch[0]) if with_labels else (model, batch)
-        state.window.append(_optimisation_step(target, optimizers, x, state.step, spec))
+        lr = learning_rate(spec.lr_schedule, spec.lr, state.step, stream.batches_per_epoch)
+        for group in optimizers[0].param_groups:
+            group["lr"] = lr
+        with argument_validation(state.step == 0 and Distribution._validate_args):
+            window.add(step_function(stream.batch(state.step), state.step, optimizers), state.step)
         state.step += 1
         bar.update(1)
         if state.step % spec.log_every == 0 or state.step == spec.steps:
-            state.curve.append({"step": state.step, **_mean_terms(state.window)})
+            _log_window(state, window, lr)
             bar.set_postfix(loss=f"{state.curve[-1]['loss']:.3f}")
-            state.window = []
+        if probe is not None and state.step in probe_steps:
+            state.learning_curve.append(_probe(model, probe, state.step, stream))
         state.seconds = time.perf_counter() - started
         if checkpoint_path is not None and _checkpoint_due(state.step, spec, stop_after):
+            _log_window(state, window, lr)  # NOTE: a checkpoint never holds a half window
             save_checkpoint(checkpoint_path, model, optimizers, state)
         if stop_after is not None and state.step >= stop_after:
             break
@@ -127,18 +185,36 @@ def train(
     return state
 
 
+def _compiled_step(model: LatentVariableModel, spec: TrainSpec):
+    """Return the step function, wrapped by torch.compile when ``spec.compile`` is set."""
+
+    def step(
+        batch: Tensor | tuple[Tensor, Tensor], step: int, optimizers: list
+    ) -> dict[str, Tensor]:
+        # A label-conditional model trains its view bound to the batch's labels: p(x|y).
+        target, x = (
+            (model.conditioned_on(batch[1]), batch[0])
+            if isinstance(batch, tuple)
+            else (model, batch)
+        )
+        return _optimisation_step(target, optimizers, x, step, spec, loss_function)
+
+    loss_function = lambda target, x, step, weight: target.loss(x, step, kl_weight=weight)  # noqa: E731
+    if spec.compile:
+        loss_function = torch.compile(loss_function, dynamic=False)
+    return step
+
+
 def _optimisation_step(
     model: LatentVariableModel,
     optimizers: list[torch.optim.Optimizer],
-    x: torch.Tensor,
+    x: Tensor,
     step: int,
     spec: TrainSpec,
-) -> dict[str, float]:
-    output = model.loss(x, step, kl_weight=kl_weight(step, spec.kl_warmup_steps))
+    loss_function,
+) -> dict[str, Tensor]:
+    output = loss_function(model, x, step, kl_weight(step, spec.kl_warmup_steps))
     losses = [output.loss] + ([output.auxiliary_loss] if output.auxiliary_loss is not None else [])
-    for name, loss in zip(("loss", "auxiliary_loss"), losses, strict=False):
-        if not torch.isfinite(loss):
-            raise Diverged(step, f"{name} is {loss.item()} at step {step}")
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
     # NOTE: each loss reaches only its own optimizer's parameters (FactorVAE's discriminator).
@@ -149,11 +225,69 @@ def _optimisation_step(
         torch.nn.utils.clip_grad_norm_(optimizers[0].param_groups[0]["params"], spec.grad_clip_norm)
     for optimizer in optimizers:
         optimizer.step()
-    return {"loss": output.loss.item(), **output.terms}
+    named = {"loss": output.loss, **output.terms}
+    if output.auxiliary_loss is not None:
+        named["auxiliary_loss"] = output.auxiliary_loss
+    return named
 
 
-def _mean_terms(window: list[dict[str, float]]) -> dict[str, float]:
-    return {key: sum(w[key] for w in window) / len(window) for key in window[0]}
+class _Window:
+    """Loss terms summed on the device since the last read, and the first non-finite step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.keys, self.count = device, None, 0
+        self.sums = torch.zeros(0, dtype=torch.float64, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def add(self, terms: dict[str, Tensor | float], step: int) -> None:
+        values = torch.stack(
+            [
+                torch.as_tensor(v, device=self.device).detach().double().reshape(())
+                for v in terms.values()
+            ]
+        )  # (T,)  fmt: skip
+        if self.keys is None:
+            self.keys, self.sums = list(terms), torch.zeros_like(values)
+        bad = ~torch.isfinite(values[: 2 if "auxiliary_loss" in terms else 1]).all()
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+        self.sums += values
+        self.count += 1
+
+    def read(self) -> tuple[dict[str, float], int]:
+        """Return the window's mean terms and first non-finite step (-1: none), then reset."""
+        sums, first_bad = self.sums.tolist(), int(self.first_bad)  # NOTE: the one host sync
+        means = {key: total / self.count for key, total in zip(self.keys, sums, strict=True)}
+        self.sums.zero_()
+        self.count = 0
+        return means, first_bad
+
+
+def _log_window(state: TrainState, window: _Window, lr: float) -> None:
+    """Append the window's means to the curve, raising `Diverged` if the loss went bad."""
+    if window.count == 0:
+        return
+    means, first_bad = window.read()
+    if first_bad >= 0:
+        raise Diverged(first_bad, f"the loss is not finite at step {first_bad}")
+    loss = means["loss"]
+    if state.reference_loss is None:
+        state.reference_loss = loss
+    limit = BLOW_UP_FACTOR * max(abs(state.reference_loss), 1.0)
+    if abs(loss) > limit:
+        raise Diverged(
+            state.step,
+            f"the mean loss {loss:.3g} over the steps before {state.step} exceeds "
+            f"{BLOW_UP_FACTOR:.0e} x the first window's ({state.reference_loss:.3g})",
+        )
+    state.curve.append({"step": state.step, "lr": lr, **means})
+
+
+def _probe(model: LatentVariableModel, probe: CurveProbe, step: int, stream: TrainingStream):
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        figures = probe(model)
+    model.train()
+    return {"step": step, "epoch": step / stream.batches_per_epoch, **figures}
 
 
 def _checkpoint_due(step: int, spec: TrainSpec, stop_after: int | None) -> bool:
@@ -161,19 +295,15 @@ def _checkpoint_due(step: int, spec: TrainSpec, stop_after: int | None) -> bool:
     return (every > 0 and step % every == 0) or step == spec.steps or step == stop_after
 
 
-def _resume_epoch(
-    dataset: Dataset,
-    batch_size: int,
-    generator: torch.Generator,
-    state: TrainState,
-    with_labels: bool,
-):
-    """Restart the current epoch from its saved generator state and skip consumed batches."""
-    generator.set_state(state.epoch_generator_state)
-    batches = dataset.train_batches(batch_size, generator, with_labels=with_labels)
-    for _ in range(state.batches_into_epoch):
-        next(batches)
-    return batches
+@contextmanager
+def argument_validation(enabled: bool):
+    """Set torch.distributions' default argument validation within the block, then restore it."""
+    previous = Distribution._validate_args
+    Distribution.set_default_validate_args(enabled)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(previous)
 
 
 def save_checkpoint(
@@ -186,7 +316,8 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizers": [o.state_dict() for o in optimizers],
         "torch_rng": torch.get_rng_state(),
-        "state": state,
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "state": asdict(state),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
@@ -194,15 +325,18 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path, model: LatentVariableModel, optimizers: list) -> TrainState:
-    """Restore model, optimizers and the global RNG from `path`; return the saved `TrainState`.
+    """Restore model, optimizers and the global RNG from `path` onto the model's device.
 
-    The data generator is restored by `_resume_epoch`, which replays the current epoch.
+    Only tensors and plain data are read (``weights_only=True``): a checkpoint cannot run code.
     """
-    payload = torch.load(path, weights_only=False)
+    device = next(model.parameters()).device
+    payload = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(payload["model"])
     for optimizer, saved in zip(optimizers, payload["optimizers"], strict=True):
         optimizer.load_state_dict(saved)
-    torch.set_rng_state(payload["torch_rng"])
-    state: TrainState = payload["state"]
+    torch.set_rng_state(payload["torch_rng"].cpu())
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+    state = TrainState(**payload["state"])
     state.resumed_from = state.step
     return state

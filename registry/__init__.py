@@ -16,7 +16,7 @@ from registry._registry import (
 from registry.base import LatentVariableModel, LossOutput
 
 # Built-in families, one file per paper. Importing a module registers its models.
-from registry import beta_vae, iwae, linear_vae, vae  # noqa: E402, F401  isort: skip
+from registry import beta_vae, burda_iwae, iwae, linear_vae, vae  # noqa: E402, F401  isort: skip
 from registry import annealed_vae, beta_tcvae, dip_vae, factor_vae  # noqa: E402, F401  isort: skip
 from registry import cvae, iaf_vae, ladder_vae, nvae  # noqa: E402, F401  isort: skip
 from registry import skip_vae, vamp_prior, vq_vae, wae  # noqa: E402, F401  isort: skip

@@ -52,7 +52,7 @@ class AnnealedVAE(VAE):
         terms = {
             **_terms(reconstruction, kl),
             "capacity": capacity,
-            "capacity_penalty": penalty.item(),
+            "capacity_penalty": penalty.detach(),
         }
         return LossOutput(-reconstruction.mean() + penalty, terms)
 

@@ -33,13 +33,15 @@ class LossOutput:
 
     Attributes:
         loss: Scalar to minimise over the model's main parameters.
-        terms: Scalar diagnostics (e.g. ``elbo``, ``kl``, ``reconstruction``), detached.
+        terms: Scalar diagnostics (e.g. ``elbo``, ``kl``, ``reconstruction``) as detached
+            0-dim tensors: the trainer sums them on the device and reads them only at its
+            logging steps, so a training step never waits for the host.
         auxiliary_loss: Scalar minimised over ``model.auxiliary_parameters()`` by a separate
             optimizer (e.g. FactorVAE's discriminator); None for most models.
     """
 
     loss: Tensor
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, Tensor] = field(default_factory=dict)
     auxiliary_loss: Tensor | None = None
 
 
@@ -90,6 +92,13 @@ class LatentVariableModel(nn.Module):
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         """Return the training objective on a batch at optimisation step ``step``."""
         raise NotImplementedError
+
+    def initialize_from_data(self, x_train: Tensor) -> None:
+        """Set data-dependent initial values before training (default: none).
+
+        Called once on a fresh model with the raw training split ``(N, *data_shape)``; e.g. the
+        IWAE protocol sets the decoder's output bias to the logit of the training mean.
+        """
 
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Return parameters trained on `LossOutput.auxiliary_loss` by their own optimizer."""

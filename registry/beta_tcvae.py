@@ -88,7 +88,7 @@ class BetaTCVAE(VAE):
         tc = parts["total_correlation"].mean()
         # KL warm-up scales the whole regulariser, KL + (beta - 1) TC.
         loss = -reconstruction.mean() + kl_weight * (kl.mean() + (self.beta - 1) * tc)
-        terms = {**_terms(reconstruction, kl), **{k: v.mean().item() for k, v in parts.items()}}
+        terms = {**_terms(reconstruction, kl), **{k: v.detach().mean() for k, v in parts.items()}}
         return LossOutput(loss, terms)
 
 

@@ -117,7 +117,7 @@ class ConditionalVAE(LatentVariableModel):
         z = q_z.rsample((1,))  # (1, B, D)
         reconstruction = self.conditional_decode(z, c).log_prob(x).mean(0)
         kl = kl_to_prior(q_z, self.conditional_prior(c), z)
-        rec, kl_mean = reconstruction.detach().mean().item(), kl.detach().mean().item()
+        rec, kl_mean = reconstruction.detach().mean(), kl.detach().mean()
         terms = {"elbo": rec - kl_mean, "reconstruction": rec, "kl": kl_mean}
         return LossOutput(-(reconstruction - kl_weight * kl).mean(), terms)
 

@@ -71,7 +71,7 @@ class DIPVAE(VAE):
             dip_covariance(q_z, self.kind), lambda_od=self.lambda_od, lambda_d=self.lambda_d
         )
         loss = -(reconstruction - kl_weight * kl).mean() + penalty
-        return LossOutput(loss, {**_terms(reconstruction, kl), "dip_penalty": penalty.item()})
+        return LossOutput(loss, {**_terms(reconstruction, kl), "dip_penalty": penalty.detach()})
 
 
 def _build(

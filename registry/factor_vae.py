@@ -105,9 +105,9 @@ class FactorVAE(VAE):
         loss = -(reconstruction - kl_weight * kl).mean() + self.gamma * tc
         terms = {
             **_terms(reconstruction, kl),
-            "total_correlation": tc.item(),
-            "discriminator_loss": d_loss.item(),
-            "discriminator_accuracy": d_accuracy.item(),
+            "total_correlation": tc.detach(),
+            "discriminator_loss": d_loss.detach(),
+            "discriminator_accuracy": d_accuracy.detach(),
         }
         return LossOutput(loss, terms, auxiliary_loss=d_loss)
 

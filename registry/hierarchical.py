@@ -227,5 +227,5 @@ class TopDownHierarchy(LatentVariableModel):
         """Return the negative ELBO with analytic per-group KLs (Vahdat & Kautz 2020, Eq. 2)."""
         reconstruction, kl = self.elbo_terms(x)
         loss = -(reconstruction - kl_weight * kl).mean()
-        rec, kl_mean = reconstruction.detach().mean().item(), kl.detach().mean().item()
+        rec, kl_mean = reconstruction.detach().mean(), kl.detach().mean()
         return LossOutput(loss, {"elbo": rec - kl_mean, "reconstruction": rec, "kl": kl_mean})

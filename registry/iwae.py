@@ -27,7 +27,7 @@ class IWAE(VAE):
         log_w = self.log_importance_weights(x, num_samples=self.num_samples)  # (k, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.num_samples)  # (B,)
         elbo = log_w.mean(0)
-        terms = {"iwae_bound": bound.detach().mean().item(), "elbo": elbo.detach().mean().item()}
+        terms = {"iwae_bound": bound.detach().mean(), "elbo": elbo.detach().mean()}
         return LossOutput(-bound.mean(), terms)
 
 

@@ -255,7 +255,7 @@ class NVAE(TopDownHierarchy):
         if self.spectral_regularization > 0:
             spectral = self.spectral_norms().sum()
             output.loss = output.loss + self.spectral_regularization * spectral
-            output.terms["spectral_norm_sum"] = spectral.item()
+            output.terms["spectral_norm_sum"] = spectral.detach()
         return output
 
 

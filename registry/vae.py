@@ -66,7 +66,7 @@ class VAE(LatentVariableModel):
 
 
 def _terms(reconstruction: Tensor, kl: Tensor) -> dict[str, float]:
-    rec, kl = reconstruction.detach().mean().item(), kl.detach().mean().item()
+    rec, kl = reconstruction.detach().mean(), kl.detach().mean()
     return {"elbo": rec - kl, "reconstruction": rec, "kl": kl}
 
 

@@ -100,10 +100,10 @@ class WAE(VAE):
         )
         loss = -reconstruction.mean() + self.mmd_weight * mmd
         with torch.no_grad():  # the ELBO is logged for comparison with the other families
-            kl = kl_to_prior(q_z, self.prior()).mean().item()
-        rec = reconstruction.detach().mean().item()
+            kl = kl_to_prior(q_z, self.prior()).mean().detach()
+        rec = reconstruction.detach().mean()
         return LossOutput(
-            loss, {"reconstruction": rec, "mmd": mmd.item(), "kl": kl, "elbo": rec - kl}
+            loss, {"reconstruction": rec, "mmd": mmd.detach(), "kl": kl, "elbo": rec - kl}
         )
 
 

@@ -20,6 +20,7 @@ from benchmark.datasets.base import SPLITS, Dataset
 from benchmark.datasets.digits import split_indices
 from benchmark.datasets.linear_gaussian import true_marginal
 from benchmark.datasets.preprocessing import INTENSITY_PREPROCESSINGS
+from benchmark.datasets.stream import TrainingStream
 from tests.test_idx import write_mnist_format
 
 # Settings that keep the contract tests fast; a dataset without an entry uses its defaults.
@@ -130,16 +131,17 @@ def test_splits_follow_the_contract(dataset):
     assert re.fullmatch(r"[0-9a-f]{64}", dataset.checksum)
 
 
-def test_train_batches_cover_the_training_split_once(dataset):
-    """Contract: an epoch yields each training example once; same generator seed, same epoch."""
+def test_training_stream_covers_the_training_split_once(dataset):
+    """Contract: an epoch yields each training example once; same seed, same batches."""
     raw = dataclasses.replace(dataset, preprocessing="continuous")
-    batches = list(raw.train_batches(128, torch.Generator().manual_seed(0)))
+    stream = TrainingStream(raw, batch_size=128, seed=0)
+    batches = [stream.batch(step) for step in range(stream.batches_per_epoch)]
     assert [len(b) for b in batches[:-1]] == [128] * (len(batches) - 1)
     x = torch.cat(batches)
     assert _sorted_rows(x) == _sorted_rows(dataset.splits["train"])
-    first = next(dataset.train_batches(64, torch.Generator().manual_seed(1)))
-    assert torch.equal(first, next(dataset.train_batches(64, torch.Generator().manual_seed(1))))
-    assert not torch.equal(first, next(dataset.train_batches(64, torch.Generator().manual_seed(2))))
+    first = TrainingStream(dataset, batch_size=64, seed=1).batch(0)
+    assert torch.equal(first, TrainingStream(dataset, batch_size=64, seed=1).batch(0))
+    assert not torch.equal(first, TrainingStream(dataset, batch_size=64, seed=2).batch(0))
 
 
 def test_evaluation_data_is_deterministic(dataset):

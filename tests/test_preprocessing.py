@@ -16,6 +16,7 @@ from benchmark.datasets.preprocessing import (
     static_binarization,
     threshold_binarization,
 )
+from benchmark.datasets.stream import TrainingStream
 
 
 def make_dataset(
@@ -46,8 +47,15 @@ def sorted_rows(x: torch.Tensor) -> list[bytes]:
     return sorted(row.numpy().tobytes() for row in x.flatten(1))
 
 
-def epoch(dataset: Dataset, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.cat(list(dataset.train_batches(batch_size, generator)))
+def batches(dataset: Dataset, batch_size: int, seed: int, index: int = 0) -> list[torch.Tensor]:
+    """Return the batches of epoch `index` of the training stream of `seed`."""
+    stream = TrainingStream(dataset, batch_size=batch_size, seed=seed)
+    first = index * stream.batches_per_epoch
+    return [stream.batch(step) for step in range(first, first + stream.batches_per_epoch)]
+
+
+def epoch(dataset: Dataset, batch_size: int, seed: int, index: int = 0) -> torch.Tensor:
+    return torch.cat(batches(dataset, batch_size, seed, index))
 
 
 # --- the pure functions ---------------------------------------------------------------------
@@ -122,7 +130,7 @@ def test_check_8bit_grid():
         check_8bit_grid(torch.tensor([256 / 255]), name="x")
 
 
-# --- Dataset.train_batches / Dataset.evaluation_data -----------------------------------------
+# --- TrainingStream / Dataset.evaluation_data -----------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -140,20 +148,19 @@ def test_train_batches_cover_each_example_once(preprocessing):
     """Contract: one epoch yields every training example exactly once, in batches of the size."""
     x = random_intensities(23, 8)
     dataset = make_dataset("continuous", x)
-    batches = list(dataset.train_batches(5, torch.Generator().manual_seed(0)))
-    assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
-    assert sorted_rows(torch.cat(batches)) == sorted_rows(x)
+    raw = batches(dataset, 5, seed=0)
+    assert [len(b) for b in raw] == [5, 5, 5, 5, 3]
+    assert sorted_rows(torch.cat(raw)) == sorted_rows(x)
     processed = dataclasses.replace(dataset, preprocessing=preprocessing)
-    once = epoch(processed, 5, torch.Generator().manual_seed(0))
+    once = epoch(processed, 5, seed=0)
     assert once.shape == x.shape
-    assert torch.equal(once, epoch(processed, 5, torch.Generator().manual_seed(0)))
+    assert torch.equal(once, epoch(processed, 5, seed=0))
 
 
 def test_dynamic_binarization_resamples_every_epoch():
     """Property: identical examples get fresh binarizations in each epoch, with mean ~ intensity."""
     dataset = make_dataset("dynamic_binarization", torch.full((40, 25), 0.3))
-    generator = torch.Generator().manual_seed(0)
-    first, second = epoch(dataset, 16, generator), epoch(dataset, 16, generator)
+    first, second = epoch(dataset, 16, seed=0), epoch(dataset, 16, seed=0, index=1)
     assert not torch.equal(first, second)
     both = torch.cat([first, second])
     assert abs(both.mean().item() - 0.3) < 5 * (0.3 * 0.7 / both.numel()) ** 0.5
@@ -162,8 +169,7 @@ def test_dynamic_binarization_resamples_every_epoch():
 def test_static_binarization_is_the_same_every_epoch():
     """Property: static binarization yields the same binary examples in every epoch."""
     dataset = make_dataset("static_binarization", random_intensities(30, 64, levels=False))
-    generator = torch.Generator().manual_seed(0)
-    first, second = epoch(dataset, 7, generator), epoch(dataset, 7, generator)
+    first, second = epoch(dataset, 7, seed=0), epoch(dataset, 7, seed=0, index=1)
     assert not torch.equal(first, second)  # shuffled differently ...
     assert sorted_rows(first) == sorted_rows(second)  # ... but the same binary images
     assert sorted_rows(first) == sorted_rows(dataset.evaluation_data("train"))
@@ -195,8 +201,7 @@ def test_dequantized_dataset_resamples_training_noise_but_not_evaluation():
     """Property: training noise is fresh each epoch; evaluation noise is fixed by eval_seed."""
     x = random_intensities(20, 16)
     dataset = make_dataset("dequantized", x)
-    generator = torch.Generator().manual_seed(0)
-    assert sorted_rows(epoch(dataset, 20, generator)) != sorted_rows(epoch(dataset, 20, generator))
+    assert sorted_rows(epoch(dataset, 20, seed=0)) != sorted_rows(epoch(dataset, 20, 0, index=1))
     fresh = make_dataset("dequantized", x)
     assert torch.equal(dataset.evaluation_data("valid"), fresh.evaluation_data("valid"))
     assert torch.equal(torch.floor(dataset.evaluation_data("valid") * 256), torch.round(x * 255))
@@ -245,20 +250,12 @@ def test_8bit_dataset_rejects_off_grid_values():
         make_dataset("8bit", torch.rand(5, 4))
 
 
-@pytest.mark.parametrize(
-    ("batch_size", "generator", "error"),
-    [
-        (0, torch.Generator(), ValueError),
-        (True, torch.Generator(), ValueError),
-        (2.5, torch.Generator(), ValueError),
-        (4, 123, TypeError),
-    ],
-)
-def test_train_batches_rejects_bad_arguments(batch_size, generator, error):
-    """Contract: a non-positive or non-int batch size or a missing generator raises."""
+@pytest.mark.parametrize("batch_size", [0, True, 2.5])
+def test_training_stream_rejects_bad_batch_sizes(batch_size):
+    """Contract: a non-positive or non-int batch size raises, naming the argument."""
     dataset = make_dataset("continuous", torch.zeros(4, 2))
-    with pytest.raises(error, match="Expected `(batch_size|generator)`"):
-        next(dataset.train_batches(batch_size, generator))
+    with pytest.raises(ValueError, match="Expected `batch_size`"):
+        TrainingStream(dataset, batch_size=batch_size, seed=0)
 
 
 def test_evaluation_data_rejects_unknown_split():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmark.datasets import create_dataset
+from benchmark.datasets.stream import TrainingStream
 from benchmark.evaluators import get_evaluator
 from benchmark.images import prior_samples
 from benchmark.runner import RunOptions, run_spec
@@ -94,13 +95,12 @@ def test_conditional_likelihood_identifies_the_label():
 def test_training_batches_carry_the_labels_of_their_rows():
     """Property: with_labels yields the same x batches and draws, each with its rows' labels."""
     dataset = create_dataset("digits", preprocessing="dynamic_binarization")
-    plain = list(dataset.train_batches(50, torch.Generator().manual_seed(3)))
-    labelled = list(dataset.train_batches(50, torch.Generator().manual_seed(3), with_labels=True))
-    order = torch.randperm(len(dataset.splits["train"]), generator=torch.Generator().manual_seed(3))
-    assert len(plain) == len(labelled)
-    for i, (x, (x_l, y)) in enumerate(zip(plain, labelled, strict=True)):
+    plain = TrainingStream(dataset, batch_size=50, seed=3)
+    labelled = TrainingStream(dataset, batch_size=50, seed=3, with_labels=True)
+    for step in range(plain.batches_per_epoch + 2):  # into the second epoch
+        x, (x_l, y) = plain.batch(step), labelled.batch(step)
         torch.testing.assert_close(x, x_l, rtol=0, atol=0)
-        torch.testing.assert_close(y, dataset.labels["train"][order[50 * i : 50 * (i + 1)]].long())
+        torch.testing.assert_close(y, dataset.labels["train"][plain.rows(step)].long())
 
 
 def test_the_trainer_makes_the_labels_matter():

@@ -1,13 +1,13 @@
 """The dataset contract: fixed splits held in memory, a recorded checksum, recorded preprocessing.
 
 A `Dataset` holds the *raw* splits (images as float32 k/255 in [0, 1]; vectors as float32) and
-applies its preprocessing when batches are drawn, so that dynamic binarization can resample
-every epoch. Evaluation data is preprocessed deterministically with `eval_seed`, so every model
-is scored on the same binarized test set (Burda et al. 2016 used seed 123).
+applies its preprocessing when batches are drawn (`benchmark.datasets.stream`), so that dynamic
+binarization can resample every batch. Evaluation data is preprocessed deterministically with
+`eval_seed`, so every model is scored on the same binarized test set (Burda et al. 2016 used
+seed 123).
 """
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -17,12 +17,10 @@ from benchmark.datasets.preprocessing import (
     EIGHT_BIT_PREPROCESSINGS,
     INTENSITY_PREPROCESSINGS,
     PREPROCESSINGS,
-    RESAMPLED_PER_BATCH,
     Preprocessing,
     check_8bit_grid,
     check_intensities,
     derived_seed,
-    preprocess_batch,
     preprocess_deterministically,
 )
 
@@ -103,41 +101,6 @@ class Dataset:
         log P(k) >= E_u log p((k + u) / 256) - D log 256 (Theis et al. 2016, Sec. 3.1).
         """
         return -self.num_dims * math.log(256) if self.preprocessing == "dequantized" else 0.0
-
-    def train_batches(
-        self, batch_size: int, generator: torch.Generator, *, with_labels: bool = False
-    ) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
-        """Yield one shuffled epoch of preprocessed training batches (the last may be smaller).
-
-        Every training example appears exactly once per epoch, in the order of
-        ``torch.randperm(N, generator=generator)``. Dynamic binarization and dequantization draw
-        fresh noise for every batch from the same `generator`; static binarization and
-        thresholding index the fixed preprocessed split, so an example looks the same every epoch.
-
-        Args:
-            batch_size: Examples per batch, at least 1.
-            generator: The only source of randomness (shuffling and resampling).
-            with_labels: Yield ``(x, y)`` with the integer labels ``y (B,)`` of the batch, for
-                label-conditional models; the x batches and the draws are the same either way.
-        """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"Expected `batch_size` to be a positive int, but got {batch_size!r}.")
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}."
-            )
-        labels = self.split_labels("train") if with_labels else None
-        resampled = self.preprocessing in RESAMPLED_PER_BATCH
-        data = self.splits["train"] if resampled else self.evaluation_data("train")
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(data), batch_size):
-            index = order[start : start + batch_size]  # (B,)
-            x = (
-                preprocess_batch(data[index], self.preprocessing, generator)
-                if resampled
-                else data[index]
-            )
-            yield (x, labels[index]) if labels is not None else x
 
     def split_labels(self, split: str) -> Tensor:
         """Return the integer labels ``(N,)`` of a split, or raise if the dataset has none."""

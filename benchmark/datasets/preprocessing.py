@@ -101,12 +101,19 @@ def derived_seed(seed: int, key: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def preprocess_batch(x: Tensor, preprocessing: Preprocessing, generator: torch.Generator) -> Tensor:
-    """Apply a per-batch resampled preprocessing (one of `RESAMPLED_PER_BATCH`) to a raw batch."""
+def preprocess_batch(x: Tensor, preprocessing: Preprocessing, noise: Tensor) -> Tensor:
+    """Apply a per-batch resampled preprocessing (one of `RESAMPLED_PER_BATCH`) to a raw batch.
+
+    Args:
+        x: Raw batch ``(B, *data_shape)``.
+        preprocessing: ``dynamic_binarization`` or ``dequantized``.
+        noise: Uniforms in [0, 1) of x's shape, the batch's only randomness (see
+            `benchmark.datasets.stream`): Bernoulli(x) is ``noise < x``; dequantization adds it.
+    """
     if preprocessing == "dynamic_binarization":
-        return dynamic_binarization(x, generator)
+        return (noise < x).to(x.dtype)
     if preprocessing == "dequantized":
-        return dequantize(x, generator)
+        return (torch.round(x * 255) + noise) / 256
     allowed = list(RESAMPLED_PER_BATCH)
     raise ValueError(f"Expected `preprocessing` to be one of {allowed}, but got {preprocessing!r}.")
 
