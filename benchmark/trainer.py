@@ -72,7 +72,8 @@ def build_optimizers(model: LatentVariableModel, spec: TrainSpec) -> list[torch.
     settings = {"lr": spec.lr, "betas": spec.adam_betas, "eps": spec.adam_eps}
     optimizers = [create_optimizer(spec.optimizer, main, **settings)]
     if auxiliary:
-        optimizers.append(torch.optim.Adam(auxiliary, **model.auxiliary_optimizer))
+        # NOTE: fused, like the main one: the per-tensor Adam reads its step count on the host.
+        optimizers.append(torch.optim.Adam(auxiliary, **model.auxiliary_optimizer, fused=True))
     return optimizers
 
 

@@ -80,10 +80,15 @@ class ConditionalVAE(LatentVariableModel):
         self.prior_net = nn.Linear(num_classes, 2 * latent_dim) if conditional_prior else None
 
     def one_hot(self, y: Tensor) -> Tensor:
-        """Return the conditions ``(B, C)`` of integer labels ``y (B,)``, checking them."""
+        """Return the conditions ``(B, C)`` of integer labels ``y (B,)``, checking them.
+
+        The range check reads the labels on the host, so it runs where torch.distributions
+        validates arguments: always in evaluation, on the first training step only.
+        """
         if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point():
             raise TypeError(f"Expected `y` to be a 1-d integer label tensor, but got {y!r}.")
-        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+        check = torch.distributions.Distribution._validate_args
+        if check and len(y) and (y.min() < 0 or y.max() >= self.num_classes):
             raise ValueError(
                 f"Expected labels `y` in [0, {self.num_classes}), but got values in "
                 f"[{y.min().item()}, {y.max().item()}]."

@@ -20,14 +20,17 @@ _MASK32 = 0xFFFFFFFF
 _MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
 
 
-def _multiply_mod_2_32(x: Tensor, constant: int) -> Tensor:
+def _multiply_mod_2_32(x: Tensor | int, constant: int) -> Tensor | int:
     """Return (x * constant) mod 2^32 for x in [0, 2^32), without int64 overflow."""
     low, high = x & 0xFFFF, x >> 16  # each < 2^16, so each product below is < 2^48
     return (low * constant + (((high * constant) & 0xFFFF) << 16)) & _MASK32
 
 
-def hash32(x: Tensor) -> Tensor:
-    """Return lowbias32(x) elementwise for an int64 tensor of values in [0, 2^32)."""
+def hash32(x: Tensor | int) -> Tensor | int:
+    """Return lowbias32(x), elementwise for an int64 tensor, for values in [0, 2^32).
+
+    The same operators serve Python ints, so keys are computed on the host without tensors.
+    """
     x = x ^ (x >> 16)
     x = _multiply_mod_2_32(x, _MULTIPLIERS[0])
     x = x ^ (x >> 15)
@@ -40,11 +43,10 @@ def stream_key(seed: int, *words: int) -> int:
 
     Each word is folded in with one hash round, so (seed, 1, 2) and (seed, 2, 1) differ.
     """
-    key = torch.tensor(((seed ^ (seed >> 32)) & _MASK32), dtype=torch.int64)
+    key = (seed ^ (seed >> 32)) & _MASK32
     for word in words:
-        folded = (word ^ (word >> 32)) & _MASK32
-        key = hash32(key ^ hash32(torch.tensor(folded, dtype=torch.int64)))
-    return int(key)
+        key = hash32(key ^ hash32((word ^ (word >> 32)) & _MASK32))
+    return key
 
 
 def random_bits(key: int, count: int, device: torch.device | str = "cpu") -> Tensor:
