@@ -64,7 +64,7 @@ def test_the_suite_resolves_to_the_protocol():
         (r.model["stochastic_layers"], r.model["objective"], r.model["num_samples"]) for r in runs
     }
     assert configurations == {
-        (l, o, k) for l in (1, 2) for o in ("vae", "iwae") for k in (1, 5, 50)
+        (n, o, k) for n in (1, 2) for o in ("vae", "iwae") for k in (1, 5, 50)
     }
     for run in runs:
         train = run.train
