@@ -13,6 +13,7 @@ from benchmark.literature import (
     load_literature,
     matches,
     reproduction_table,
+    reproduction_verdict,
     reproductions,
 )
 from registry import list_models, resolve_hyperparameters
@@ -57,8 +58,11 @@ def test_correspondences_agree_with_the_yaml_and_the_registries():
         assert c.model in list_models()
         assert set(c.model_settings) <= set(resolve_hyperparameters(c.model, {}))
         assert c.preprocessing.split("_")[0] in published.preprocessing
-        assert published.model.startswith(c.model.upper())
+        family = c.model_settings.get("objective", c.model)  # burda_iwae: VAE or IWAE objective
+        assert published.model.startswith(family.upper())
         assert f"k={c.model_settings.get('num_samples', 1)}" in published.model
+        if "stochastic_layers" in c.model_settings:
+            assert published.architecture.startswith(f"{c.model_settings['stochastic_layers']} ")
 
 
 def test_matching_rule_and_difference():
@@ -69,10 +73,39 @@ def test_matching_rule_and_difference():
     iwae = rows[("iwae-t1-mnist-L1-iwae-k5", "iwae-k5")]
     assert iwae.values == (85.9, 86.3) and iwae.k == (1000,)
     assert iwae.difference == pytest.approx(86.1 - 85.54)
-    assert rows[("iwae-t1-mnist-L1-vae-k1", "vae")].difference == pytest.approx(88.0 - 86.76)
+    assert iwae.budget_fraction == 1.0
+    vae = rows[("iwae-t1-mnist-L1-vae-k1", "vae")]
+    assert vae.difference == pytest.approx(88.0 - 86.76)
+    assert (vae.budget_fraction, vae.verdict) == (0.25, "reduced budget")
     assert ("iwae-static-mnist-L1-iwae-k5", None) in rows  # listed, not run yet
+    assert rows[("iwae-static-mnist-L1-iwae-k5", None)].verdict == "not run"
     table = "\n".join(reproduction_table(entries, mnist_records()))
-    assert "| 1000 (K differs) | 0.5600 [" in table and "| 5000 | 1.240 |" in table
+    assert "| 1000 (K differs) | 1 of the paper's | 0.5600 [" in table
+    assert "| 5000 | 0.25 of the paper's | 1.240 [" in table
+
+
+@pytest.mark.parametrize(
+    ("difference", "interval", "fraction", "verdict"),
+    [
+        (None, None, None, "not run"),
+        (0.1, (-0.2, 0.4), 0.5, "reduced budget"),
+        (0.1, (-0.2, 0.4), None, "reduced budget"),
+        (0.1, (-0.2, 0.4), 1.0, "reproduced"),
+        (-0.29, (-0.6, 0.1), 1.0, "reproduced"),
+        (1.5, (1.0, 2.0), 1.0, "differs"),
+        (-1.5, (-2.0, -1.0), 1.0, "differs"),
+        (0.5, (-1.0, 2.0), 1.0, "inconclusive"),
+        (0.2, None, 1.0, "reproduced"),
+    ],
+)
+def test_reproduction_verdicts(difference, interval, fraction, verdict):
+    """Contract: the issue's verdict rule at tolerance 0.3 nats, case by case."""
+    assert reproduction_verdict(difference, interval, fraction, tolerance=0.3) == verdict
+
+
+def test_a_paper_spread_larger_than_the_tolerance_widens_it():
+    """Contract: within the paper's reported spread (0.5 here) counts as reproduced."""
+    assert reproduction_verdict(0.45, (0.3, 0.6), 1.0, tolerance=0.5) == "reproduced"
 
 
 @pytest.mark.parametrize("change", ["preprocessing", "num_samples", "split", "unit", "status"])
@@ -89,7 +122,7 @@ def test_a_record_differing_in_one_key_does_not_match(change):
             record, dataset={**record.dataset, "preprocessing": "static_binarization"}
         ),
         "num_samples": replace(
-            record, spec={**record.spec, "model": {"name": "iwae", "num_samples": 50}}
+            record, spec={**record.spec, "model": {**record.spec["model"], "num_samples": 50}}
         ),
         "split": replace(
             record,
