@@ -11,7 +11,11 @@ One figure per dataset and kind, made only when the records of that dataset hold
   β, the model hyperparameter ``beta`` (or ``record.model["beta"]`` where the runner recorded
   it); runs with neither are left out;
 - ``disentanglement``: heatmap of the mean across seeds of every ``disentanglement`` score;
-- ``training-curves``: the training loss of ``record.training["curve"]``, mean ± std across seeds.
+- ``training-curves``: the training loss of ``record.training["curve"]``, mean ± std across seeds;
+- ``learning-curve``: the test NLL of a fixed subset at the end of each pass of the schedule
+  (``record.training["learning_curve"]``, e.g. iwae_table1), one line per seed, with the paper's
+  final value as a dashed line where `benchmark.literature` matches the run to one; a
+  reduced-budget run then shows how far it is from convergence.
 
 Drawing is deterministic, so regenerating from the same records rewrites the same bytes: figures
 are built on `matplotlib.figure.Figure` (Agg canvas, no pyplot state), error bars are standard
@@ -161,6 +165,37 @@ def training_curve_points(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "seed", "step", "loss"])
 
 
+def learning_curve_points(records: list[RunRecord]) -> pd.DataFrame:
+    """Return run, seed, epoch, nll of every learning-curve probe, and the paper's value."""
+    from benchmark.literature import CORRESPONDENCES, load_literature, matches
+
+    published = {e.id: e for e in load_literature()}
+    labels = run_labels(records)
+    rows = []
+    for r in records:
+        paper = next(
+            (float(published[c.literature_id].value) for c in CORRESPONDENCES
+             if c.literature_id in published and matches(c, r, "nats")),
+            None,
+        )  # fmt: skip
+        rows += [
+            {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
+             "nll": point["nll"], "paper": paper}
+            for point in r.training.get("learning_curve", [])
+        ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper"])
+
+
+def _draw_learning_curve(ax: Axes, data: pd.DataFrame) -> None:
+    order = sorted(data["run"].unique())
+    sns.lineplot(data=data, x="epoch", y="nll", hue="run", hue_order=order, units="seed",
+                 estimator=None, marker="o", ax=ax)  # fmt: skip
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
+    for run, paper in data.dropna(subset=["paper"]).groupby("run")["paper"].first().items():
+        ax.axhline(paper, linestyle="--", linewidth=1, color=palette[run])
+    ax.set(xscale="log", xlabel="epoch", ylabel="test NLL of the probe subset (nats) ↓")
+
+
 def _draw_nll(ax: Axes, data: pd.DataFrame) -> None:
     order = sorted(data["run"].unique())
     sns.stripplot(
@@ -252,6 +287,11 @@ KINDS: dict[str, tuple[str, FigureData, Callable[[Axes, pd.DataFrame], None]]] =
         "Training curves (mean ± std across seeds)",
         training_curve_points,
         _draw_training_curves,
+    ),
+    "learning-curve": (
+        "Test NLL at the end of each pass (dashed: the paper's final value)",
+        learning_curve_points,
+        _draw_learning_curve,
     ),
 }
 

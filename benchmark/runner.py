@@ -212,8 +212,10 @@ def _train_and_evaluate(spec: RunSpec, options: RunOptions, context: dict[str, A
     context["timings"]["train"] = state.seconds
     context["training"] = describe_training(state, spec)
     context["undefined"] = {}
-    metrics = evaluate(model, dataset, spec, context["timings"], context["undefined"])
-    context["images"] = save_images(model, dataset, spec, options.results_dir)
+    # NOTE: metrics run where the model trained, on the same deterministic evaluation data.
+    on_device = dataset.on(device)
+    metrics = evaluate(model, on_device, spec, context["timings"], context["undefined"])
+    context["images"] = save_images(model, on_device, spec, options.results_dir)
     return "ok", metrics, None
 
 

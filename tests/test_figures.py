@@ -164,3 +164,27 @@ def test_figures_are_png_deterministic_and_not_rewritten(tmp_path):
         )
     ]
     assert draw_figure(heatmap, records[:-1] + changed) != draw_figure(heatmap, records)
+
+
+def test_learning_curve_points_carry_the_matched_paper_value():
+    """Contract: each probe becomes a point; a run matched to Table 1 carries its paper value,
+    an unmatched run none, and the figure is planned only where probes exist."""
+    from dataclasses import replace
+
+    from benchmark.figures import learning_curve_points, planned_figures
+    from tests.test_leaderboard import mnist_records
+
+    matched, unmatched = mnist_records()[0], mnist_records()[0]
+    curve = [{"step": 2980, "epoch": 1.0, "nll": 120.0}, {"step": 11920, "epoch": 4.0, "nll": 100}]
+    matched = replace(matched, training={**matched.training, "learning_curve": curve})
+    unmatched = replace(
+        unmatched,
+        training={**unmatched.training, "learning_curve": curve[:1]},
+        spec={**unmatched.spec, "name": "other", "model": {"name": "vae"}},
+        config_hash="other".ljust(64, "0"),
+    )
+    data = learning_curve_points([matched, unmatched])
+    assert data["nll"].tolist() == [120.0, 100, 120.0]
+    assert data["paper"].tolist()[:2] == [85.54, 85.54] and data["paper"].isna().tolist()[2]
+    assert "learning-curve" in {f.kind for f in planned_figures([matched])}
+    assert "learning-curve" not in {f.kind for f in planned_figures(mnist_records())}

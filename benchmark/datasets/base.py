@@ -8,7 +8,7 @@ seed 123).
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -101,6 +101,24 @@ class Dataset:
         log P(k) >= E_u log p((k + u) / 256) - D log 256 (Theis et al. 2016, Sec. 3.1).
         """
         return -self.num_dims * math.log(256) if self.preprocessing == "dequantized" else 0.0
+
+    def on(self, device: torch.device | str) -> "Dataset":
+        """Return this dataset with its splits, labels and evaluation data on `device`.
+
+        The evaluation data is preprocessed here first (its seeded draws are CPU generators'),
+        then copied, so every device scores the same binarized test set. On the CPU it is self.
+        """
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        moved = replace(
+            self,
+            splits={k: v.to(device) for k, v in self.splits.items()},
+            labels={k: v.to(device) for k, v in self.labels.items()},
+        )
+        for split in SPLITS:
+            moved._evaluation_cache[split] = self.evaluation_data(split).to(device)
+        return moved
 
     def split_labels(self, split: str) -> Tensor:
         """Return the integer labels ``(N,)`` of a split, or raise if the dataset has none."""
