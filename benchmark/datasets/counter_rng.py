@@ -8,22 +8,24 @@ Training draws its batch order and its binarization noise from here rather than 
 - the draw of step t needs no state but (seed, t), so a resumed run reads exactly the batches an
   uninterrupted one reads, and no generator state has to be checkpointed.
 
-The mixing function is Chris Wellons' ``lowbias32`` 32-bit integer hash. Every value stays below
-2^32 and every product below 2^63 (the 32-bit multiplications are split into 16-bit halves), so
-int64 tensor arithmetic computes it exactly, with no overflow, on every backend.
+The mixing function is Chris Wellons' ``lowbias32`` 32-bit integer hash. Every operand stays in
+[0, 2^32) and each multiplier is taken as its representative in (-2^31, 2^31), so every product
+lies within ±2^63: int64 tensor arithmetic computes it exactly, with no overflow, on every
+backend, and ``& 0xFFFFFFFF`` reduces it mod 2^32 (two's complement makes that right for
+negative products too).
 """
 
 import torch
 from torch import Tensor
 
 _MASK32 = 0xFFFFFFFF
-_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
+# lowbias32's multipliers 0x7FEB352D and 0x846CA68B, the second as 0x846CA68B - 2^32.
+_MULTIPLIERS = (0x7FEB352D, 0x846CA68B - 2**32)
 
 
 def _multiply_mod_2_32(x: Tensor | int, constant: int) -> Tensor | int:
-    """Return (x * constant) mod 2^32 for x in [0, 2^32), without int64 overflow."""
-    low, high = x & 0xFFFF, x >> 16  # each < 2^16, so each product below is < 2^48
-    return (low * constant + (((high * constant) & 0xFFFF) << 16)) & _MASK32
+    """Return (x * constant) mod 2^32 for x in [0, 2^32) and |constant| < 2^31."""
+    return (x * constant) & _MASK32  # |x * constant| < 2^63: exact in int64
 
 
 def hash32(x: Tensor | int) -> Tensor | int:
@@ -50,9 +52,13 @@ def stream_key(seed: int, *words: int) -> int:
 
 
 def random_bits(key: int, count: int, device: torch.device | str = "cpu") -> Tensor:
-    """Return `count` pseudo-random 32-bit values (int64) for `key`, computed on `device`."""
+    """Return `count` pseudo-random 32-bit values (int64) for `key`, computed on `device`.
+
+    Value i is lowbias32((key + i) mod 2^32): one hash round per value, since the key itself
+    is already a hash of the seed and the counters (`stream_key`).
+    """
     index = torch.arange(count, dtype=torch.int64, device=device)
-    return hash32(hash32(index ^ key) ^ (key >> 1))
+    return hash32((index + key) & _MASK32)
 
 
 def uniform(key: int, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
