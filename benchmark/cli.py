@@ -4,7 +4,7 @@ vaebench list models|datasets|suites|metrics [PATTERN]
 vaebench run SPEC.yaml [--seed N] [--set key=value ...]
 vaebench suite NAME|FILE [--seeds 0,1] [--list] [--force] [--rerun-failed]
                [--executor local|serial|ray] [--workers N] [--start-method M]
-               [--address ADDR] [--num-cpus C] [--num-gpus G]
+               [--gpus 0,1] [--address ADDR] [--num-cpus C] [--num-gpus G]
 vaebench run-job --suite NAME --index I        (one job of a suite, e.g. a SLURM array task)
 vaebench leaderboard [--results DIR] [--dataset NAMES] [--models NAMES]
 vaebench compare NEW --against A,B --suite NAME|FILE [--seeds 0,1,2]
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["spawn", "forkserver"],
         help="local: a new interpreter per run (spawn, default) or a fork of a "
         "preloaded server (forkserver: less overhead per run)",
+    )
+    suite.add_argument(
+        "--gpus", help="local: GPU indices, one run on each at a time (e.g. 0,1; 0,0 = two on 0)"
     )
     suite.add_argument("--address", help="ray: cluster to join (default: a local instance)")
     suite.add_argument("--num-cpus", type=float, help="ray: CPUs per run (default 1)")
@@ -236,6 +239,7 @@ def _executor(args: argparse.Namespace):
     flags = {
         "workers": args.workers,
         "start_method": args.start_method,
+        "gpus": args.gpus,
         "address": args.address,
         "num_cpus": args.num_cpus,
         "num_gpus": args.num_gpus,

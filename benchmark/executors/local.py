@@ -12,24 +12,37 @@ then fails every run that was still in it. No run is lost: the runs that had not
 back into a fresh pool, and each run that was running when the pool broke is re-run *alone*, in
 a pool of one, so that a death there is certainly its own. A run whose lone worker dies
 ``max_attempts`` times is recorded as ``failed``; the suite carries on.
+
+With ``gpus`` (``--gpus 0,1``) the pool runs one worker per GPU, and each run takes a free GPU
+when it starts and returns it when it ends (`benchmark.executors.devices`). A pool that broke
+takes its GPUs with it: the next pool starts with all of them free.
 """
 
 import os
 import pkgutil
 from collections import Counter
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from multiprocessing.queues import SimpleQueue
+from typing import ClassVar
 
 import torch
 
 from benchmark.executors import Executor, OnEvent, RunEvent, error_details, record_crash
+from benchmark.executors.devices import (
+    VISIBLE_DEVICES_ENV,
+    check_gpu_device,
+    claim_gpu,
+    parse_gpu_ids,
+    physical_gpu_ids,
+    run_on_device,
+)
 from benchmark.records import RunRecord
-from benchmark.runner import RunOptions, machine_calibration, run_spec, use_calibration
+from benchmark.runner import RunOptions, machine_calibration, use_calibration
 from benchmark.spec import RunSpec, load_plugins
 
 POLL_SECONDS = 0.2  # how often the parent looks for runs that started
@@ -47,9 +60,16 @@ class LocalExecutor(Executor):
             a spec's own ``plugins:`` are imported by `run_spec` anyway.
         start_method: ``spawn`` (a new interpreter per run) or ``forkserver`` (a fork of a
             server process that preloaded torch, vaebench and the evaluators).
+        gpus: GPU indices (``cuda:N`` of this process) to place runs on, one run per entry at
+            a time; ``workers`` defaults to their number and may not exceed it. None: runs
+            use the device of their options.
     """
 
     name = "local"
+    # NOTE: what a worker calls with (spec, options, device); picklable by reference.
+    task: ClassVar[Callable[[RunSpec, RunOptions, str | None], RunRecord]] = staticmethod(
+        run_on_device
+    )
 
     def __init__(
         self,
@@ -59,14 +79,23 @@ class LocalExecutor(Executor):
         max_attempts: int = 2,
         plugins: tuple[str, ...] = (),
         start_method: str = "spawn",
+        gpus: Sequence[str | int] | str | None = None,
     ) -> None:
         if start_method not in ("spawn", "forkserver"):
             raise ValueError(
                 f"Expected `start_method` to be 'spawn' or 'forkserver', but got {start_method!r}."
             )
         self.start_method = start_method
+        self.gpus = parse_gpu_ids(gpus) if gpus is not None else None
         cpus = os.cpu_count() or 1
-        self.workers = _positive("workers", workers if workers is not None else cpus)
+        default_workers = len(self.gpus) if self.gpus else cpus
+        self.workers = _positive("workers", workers if workers is not None else default_workers)
+        if self.gpus and self.workers > len(self.gpus):
+            raise ValueError(
+                f"Expected `workers` to be at most the {len(self.gpus)} GPU slot(s) of "
+                f"`gpus` {list(self.gpus)}, but got {self.workers}. Hint: list a GPU twice "
+                "(--gpus 0,0) to run two runs on it."
+            )
         self.threads_per_worker = _positive(
             "threads_per_worker", threads_per_worker or max(1, cpus // self.workers)
         )
@@ -76,6 +105,8 @@ class LocalExecutor(Executor):
     def run_pending(
         self, runs: Mapping[int, RunSpec], options: RunOptions, on_event: OnEvent
     ) -> Iterator[tuple[int, RunRecord]]:
+        if self.gpus:
+            check_gpu_device(options, "--gpus")
         # NOTE: measured once here, with the workers' thread count, before they compete for cores.
         calibration = machine_calibration(threads=self.threads_per_worker)
         pending, suspects, deaths = dict(runs), set(), Counter()
@@ -113,7 +144,8 @@ class LocalExecutor(Executor):
             return outcome
         context = self.mp_context()
         started: SimpleQueue = context.SimpleQueue()
-        initargs = (started, calibration, self.threads_per_worker, self.plugins)
+        gpu_slots = self._gpu_slots(context)
+        initargs = (started, calibration, self.threads_per_worker, self.plugins, gpu_slots)
         with ProcessPoolExecutor(
             max_workers=min(workers, len(group)),
             mp_context=context,
@@ -121,7 +153,9 @@ class LocalExecutor(Executor):
             initializer=_start_worker,
             initargs=initargs,
         ) as pool:
-            futures = {pool.submit(_run_in_worker, i, s, options): i for i, s in group.items()}
+            futures = {
+                pool.submit(_run_in_worker, i, s, options, self.task): i for i, s in group.items()
+            }
             not_done: set[Future] = set(futures)
             while not_done:
                 done, not_done = wait(not_done, POLL_SECONDS, return_when=FIRST_COMPLETED)
@@ -131,6 +165,16 @@ class LocalExecutor(Executor):
         outcome.started |= _report_started(started, group, on_event)
         outcome.blame(group, on_event)
         return outcome
+
+    def _gpu_slots(self, context: BaseContext) -> SimpleQueue | None:
+        """Return a queue holding one (index, physical id) token per GPU slot, or None."""
+        if not self.gpus:
+            return None
+        slots = context.SimpleQueue()
+        visible = os.environ.get(VISIBLE_DEVICES_ENV)
+        for index, physical in zip(self.gpus, physical_gpu_ids(self.gpus, visible), strict=True):
+            slots.put((index, physical))
+        return slots
 
     def mp_context(self) -> BaseContext:
         """Return the multiprocessing context of the workers (the forkserver's preload set)."""
@@ -190,22 +234,35 @@ _DEATH_DETAILS = (
 )
 
 _STARTED: SimpleQueue | None = None  # set in each worker by `_start_worker`
+_GPU_SLOTS: SimpleQueue | None = None  # free GPUs of the pool, when it places runs on GPUs
 
 
 def _start_worker(
-    started: SimpleQueue, calibration: dict, threads: int, plugins: tuple[str, ...]
+    started: SimpleQueue,
+    calibration: dict,
+    threads: int,
+    plugins: tuple[str, ...],
+    gpu_slots: SimpleQueue | None = None,
 ) -> None:
     """Set up a fresh worker: where to announce starts, the parent's calibration, threads."""
-    global _STARTED
-    _STARTED = started
+    global _STARTED, _GPU_SLOTS
+    _STARTED, _GPU_SLOTS = started, gpu_slots
     torch.set_num_threads(threads)
     use_calibration(calibration)
     load_plugins(plugins)
 
 
-def _run_in_worker(index: int, spec: RunSpec, options: RunOptions) -> RunRecord:
-    _STARTED.put((index, os.getpid()))  # NOTE: SimpleQueue.put writes before returning
-    return run_spec(spec, options)
+def _run_in_worker(index: int, spec: RunSpec, options: RunOptions, task: Callable) -> RunRecord:
+    if _GPU_SLOTS is None:
+        _STARTED.put((index, os.getpid()))  # NOTE: SimpleQueue.put writes before returning
+        return task(spec, options, None)
+    # NOTE: a worker holds its GPU for one run (max_tasks_per_child=1), then gives it back.
+    gpu_index, physical_id = _GPU_SLOTS.get()
+    try:
+        _STARTED.put((index, os.getpid()))
+        return task(spec, options, claim_gpu(physical_id, gpu_index))
+    finally:
+        _GPU_SLOTS.put((gpu_index, physical_id))
 
 
 def _report_started(started: SimpleQueue, group: dict[int, RunSpec], on_event: OnEvent) -> set:

@@ -10,6 +10,10 @@ Resources are *how* to run, not *what*: ``num_cpus``/``num_gpus`` come from the 
 never from the spec, so they do not change spec hashes. A task whose worker or node is lost is
 retried by Ray up to ``max_retries`` times; an exception inside a run is not retried (`run_spec`
 records it as ``failed``).
+
+With ``num_gpus > 0`` each run uses the GPU Ray assigned to its task (``ray.get_gpu_ids()``;
+Ray runs each GPU task in a fresh worker process by default); a task that reserved no GPU runs
+on the CPU when the device is ``auto``, so unreserved runs never crowd a GPU.
 """
 
 import os
@@ -22,8 +26,14 @@ from typing import Any
 import torch
 
 from benchmark.executors import Executor, OnEvent, RunEvent, error_details, record_crash
+from benchmark.executors.devices import (
+    VISIBLE_DEVICES_ENV,
+    check_gpu_device,
+    ray_task_device,
+    run_on_device,
+)
 from benchmark.records import RunRecord, record_path, write_record
-from benchmark.runner import RunOptions, run_spec
+from benchmark.runner import RunOptions
 from benchmark.spec import RunSpec, load_plugins
 
 INSTALL_HINT = "pip install 'vaebench[ray]'"
@@ -72,6 +82,8 @@ class RayExecutor(Executor):
     def run_pending(
         self, runs: Mapping[int, RunSpec], options: RunOptions, on_event: OnEvent
     ) -> Iterator[tuple[int, RunRecord]]:
+        if self.num_gpus > 0:
+            check_gpu_device(options, "--num-gpus")
         ray = import_ray()
         started_here = not ray.is_initialized()
         if started_here:
@@ -94,7 +106,7 @@ class RayExecutor(Executor):
         threads = max(1, int(self.num_cpus))
         refs = {}
         for index, spec in runs.items():
-            refs[task.remote(spec, options, self.plugins, threads)] = index
+            refs[task.remote(spec, options, self.plugins, threads, self.num_gpus)] = index
             # NOTE: Ray does not tell the driver when a task starts; "running" means submitted.
             on_event(RunEvent(index, spec, "running", detail="submitted to Ray"))
         while refs:
@@ -119,12 +131,24 @@ def _collect(ray: ModuleType, ref: Any, spec: RunSpec, options: RunOptions) -> R
 
 
 def _run_task(
-    spec: RunSpec, options: RunOptions, plugins: tuple[str, ...], threads: int
+    spec: RunSpec,
+    options: RunOptions,
+    plugins: tuple[str, ...],
+    threads: int,
+    num_gpus: float = 0.0,
 ) -> RunRecord:
     """The body of one Ray task: one run, in a worker process Ray may reuse."""
     torch.set_num_threads(threads)
     load_plugins(plugins)
-    return run_spec(spec, options)
+    return run_on_device(spec, options, task_device(options, num_gpus))
+
+
+def task_device(options: RunOptions, num_gpus: float) -> str | None:
+    """Return the device of a run in this Ray task, or None to keep the one in `options`."""
+    if num_gpus > 0:
+        gpu_ids = import_ray().get_gpu_ids()
+        return ray_task_device(gpu_ids, os.environ.get(VISIBLE_DEVICES_ENV))
+    return "cpu" if getattr(options, "device", "auto") == "auto" else None
 
 
 def absolute_paths(options: RunOptions) -> RunOptions:
