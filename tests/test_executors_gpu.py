@@ -39,6 +39,7 @@ def record_placement(spec: RunSpec, options: RunOptions, device: str | None) -> 
         "seed": spec.seed,
         "device": device,
         "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "pid": os.getpid(),
         "started": started,
         "ended": time.time(),
     }
@@ -168,3 +169,52 @@ def test_ray_task_without_a_gpu_runs_on_the_cpu(monkeypatch):
     with pytest.raises(ValueError, match="assign this task a GPU"):
         ray_executor.task_device(RunOptions(), 1.0)
     assert ray_task_device([0], "") == "cuda:0"
+
+
+RECORDING_PLUGIN = '''
+"""Replace the Ray task's run by the recording task of test_executors_gpu (in Ray workers)."""
+import benchmark.executors.ray_executor as ray_executor
+from tests.test_executors_gpu import record_placement
+
+ray_executor.run_on_device = record_placement
+'''
+RAY_GPU_SCRIPT = """
+import json, sys
+from pathlib import Path
+import ray
+from benchmark.executors import create_executor
+from benchmark.runner import RunOptions
+from tests.test_executors_gpu import tiny_specs
+
+ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
+         _node_ip_address="127.0.0.1", log_to_driver=False)
+folder = Path(sys.argv[1])
+executor = create_executor("ray", num_cpus=1, num_gpus=1, plugins=(sys.argv[2],))
+records = executor.map_runs(tiny_specs(4), RunOptions(results_dir=folder, force=True))
+ray.shutdown()
+print(json.dumps([r.status for r in records]))
+"""
+
+
+@pytest.mark.slow
+def test_ray_places_each_run_on_its_own_fake_gpu(tmp_path):
+    """Property: on a local Ray instance declaring 2 (fake) GPUs, ``--num-gpus 1`` runs each of
+    4 runs as ``cuda:0`` of a process that sees one GPU, both GPUs are used, runs on one GPU
+    never overlap, and each run gets a fresh worker process."""
+    from tests.test_executors import ONE_THREAD, RAY_ENV, run_python
+
+    plugin = tmp_path / "recording_plugin.py"
+    plugin.write_text(RECORDING_PLUGIN)
+    done = run_python(
+        ["-c", RAY_GPU_SCRIPT, str(tmp_path), str(plugin)],
+        cwd=tmp_path,
+        env={**RAY_ENV, **ONE_THREAD},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["ok"] * 4
+    entries = [json.loads((tmp_path / f"seed-{s}.json").read_text()) for s in range(4)]
+    assert {e["device"] for e in entries} == {"cuda:0"}
+    assert {e["visible"] for e in entries} == {"0", "1"}
+    for gpu in ("0", "1"):
+        assert not overlapping([e for e in entries if e["visible"] == gpu])
+    assert len({e["pid"] for e in entries}) == 4

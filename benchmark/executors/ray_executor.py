@@ -11,9 +11,9 @@ never from the spec, so they do not change spec hashes. A task whose worker or n
 retried by Ray up to ``max_retries`` times; an exception inside a run is not retried (`run_spec`
 records it as ``failed``).
 
-With ``num_gpus > 0`` each run uses the GPU Ray assigned to its task (``ray.get_gpu_ids()``;
-Ray runs each GPU task in a fresh worker process by default); a task that reserved no GPU runs
-on the CPU when the device is ``auto``, so unreserved runs never crowd a GPU.
+With ``num_gpus > 0`` each run uses the GPU Ray assigned to its task (``ray.get_gpu_ids()``),
+in a fresh worker process; a task that reserved no GPU runs on the CPU when the device is
+``auto``, so unreserved runs never crowd a GPU.
 """
 
 import os
@@ -97,7 +97,11 @@ class RayExecutor(Executor):
     def _submit_and_collect(
         self, ray: ModuleType, runs: Mapping[int, RunSpec], options: RunOptions, on_event: OnEvent
     ) -> Iterator[tuple[int, RunRecord]]:
-        task = ray.remote(_run_task).options(
+        # NOTE: a GPU task gets a fresh worker process (max_calls=1), so CUDA starts after Ray
+        # set its CUDA_VISIBLE_DEVICES and its memory is freed; Ray does this by default only
+        # for functions declared with num_gpus, and `.options` cannot set it.
+        remote = ray.remote(max_calls=1)(_run_task) if self.num_gpus > 0 else ray.remote(_run_task)
+        task = remote.options(
             num_cpus=self.num_cpus,
             num_gpus=self.num_gpus,
             max_retries=self.max_retries,
