@@ -7,7 +7,6 @@ the protocol fails here. The MLP trunk is not in those entries; it is estimators
 ("encoder 784-200-200, decoder 200-200-784").
 """
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import pytest
 import yaml
 
 from benchmark.literature import load_literature
-from benchmark.spec import RunSpec, TrainSpec, read_yaml
+from benchmark.spec import RunSpec, read_yaml
 from benchmark.suite import load_suite, suite_path
 
 SUITE = "cremer_gaps"
-PAPER_HAS_PAPER_STEPS = "paper_steps" in {f.name for f in dataclasses.fields(TrainSpec)}
 MNIST_TRAIN_FILE = 60_000  # images in train-images-idx3-ubyte (MNIST and Fashion-MNIST)
 
 
@@ -38,14 +36,9 @@ def number(pattern: str, text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, RunSpec]:
-    """The suite's resolved runs by name (without ``paper_steps`` where TrainSpec lacks it)."""
-    path = suite_path(SUITE)
-    if not PAPER_HAS_PAPER_STEPS:  # NOTE: the key arrives with the trainer's budget accounting
-        text = re.sub(r", paper_steps: \d+", "", path.read_text())
-        path = tmp_path_factory.mktemp("suite") / f"{SUITE}.yaml"
-        path.write_text(text)
-    return {spec.name: spec for spec in load_suite(str(path)).runs}
+def runs() -> dict[str, RunSpec]:
+    """The suite's resolved runs by name."""
+    return {spec.name: spec for spec in load_suite(SUITE).runs}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +75,7 @@ def test_architecture_and_training(runs, protocol, paper_steps):
         assert paper_steps[name] == epochs * batches_per_epoch
         assert train.steps == paper_steps[name]  # the suite file is the full protocol
         assert train.kl_warmup_steps == warmup_epochs * batches_per_epoch
-        if PAPER_HAS_PAPER_STEPS:
-            assert train.paper_steps == paper_steps[name]
+        assert train.paper_steps == paper_steps[name]
 
 
 def test_fashion_mnist_data_follows_the_code(runs, protocol):
@@ -141,13 +133,18 @@ def test_description_lists_the_deviations():
         assert deviation in description, deviation
 
 
-@pytest.mark.skipif(not PAPER_HAS_PAPER_STEPS, reason="TrainSpec.paper_steps not on this branch")
-def test_reduced_budget_keeps_the_protocol_and_states_its_fraction():
-    """Property: a --set budget shortens only the steps (and warm-up); paper_steps stays."""
-    full = {s.name: s for s in load_suite(SUITE).runs}
-    reduced = load_suite(SUITE, overrides=["train.steps=19549", "train.kl_warmup_steps=2384"])
+@pytest.mark.parametrize(
+    ("budget", "overrides"),
+    [(0.01, []), (None, ["train.steps=19549", "train.kl_warmup_steps=2384"])],
+)
+def test_reduced_budget_keeps_the_protocol_and_states_its_fraction(runs, budget, overrides):
+    """Property: ``--budget 0.01`` or a ``--set`` budget shortens only the steps (and, with
+    --set, the warm-up); paper_steps stays, so the record states about 1 % of the paper's."""
+    reduced = load_suite(SUITE, overrides=overrides, budget=budget)
     for spec in reduced.runs:
-        assert spec.train.paper_steps == full[spec.name].train.paper_steps
-        assert spec.train.steps / spec.train.paper_steps < 0.011
-        assert spec.eval == full[spec.name].eval and spec.model == full[spec.name].model
-        assert spec.hash != full[spec.name].hash
+        full = runs[spec.name]
+        assert spec.train.paper_steps == full.train.paper_steps
+        assert spec.train.steps / spec.train.paper_steps == pytest.approx(0.01, rel=0.1)
+        assert spec.eval == full.eval and spec.model == full.model
+        assert spec.dataset == full.dataset and spec.train.lr == full.train.lr
+        assert spec.hash != full.hash

@@ -6,7 +6,6 @@ got one GPU of the list and that no two runs shared one at the same time. Ray's 
 checked on `task_device` with a stand-in for ``ray.get_gpu_ids()``.
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -16,19 +15,17 @@ from types import SimpleNamespace
 import pytest
 
 from benchmark import cli
-from benchmark.executors import create_executor, ray_executor
+from benchmark.executors import create_executor, devices, ray_executor
 from benchmark.executors.devices import (
     parse_gpu_ids,
     physical_gpu_ids,
     ray_task_device,
-    with_device,
+    run_on_device,
 )
 from benchmark.executors.local import LocalExecutor
 from benchmark.records import RunRecord
 from benchmark.runner import RunOptions, build_record
 from benchmark.spec import RunSpec, resolve_spec
-
-HAS_DEVICE_OPTION = "device" in {f.name for f in dataclasses.fields(RunOptions)}
 
 
 def record_placement(spec: RunSpec, options: RunOptions, device: str | None) -> RunRecord:
@@ -118,13 +115,17 @@ def test_local_pool_workers_follow_the_gpu_slots():
         LocalExecutor(gpus="0,1", workers=3)
 
 
-@pytest.mark.skipif(not HAS_DEVICE_OPTION, reason="RunOptions.device not on this branch yet")
-def test_gpus_with_a_cpu_device_is_an_error(tmp_path):
-    """Property: ``--gpus`` with ``--device cpu`` contradicts itself and says so before running."""
+def test_gpus_with_a_cpu_device_is_an_error(tmp_path, monkeypatch):
+    """Property: ``--gpus`` with ``--device cpu`` contradicts itself and says so before running;
+    the device a worker is given reaches `run_spec` in the run's options."""
     options = RunOptions(results_dir=tmp_path, device="cpu")
     with pytest.raises(ValueError, match="'auto' or 'cuda' with --gpus"):
         RecordingExecutor(gpus="0").map_runs(tiny_specs(1), options)
-    assert with_device(options, "cuda:1").device == "cuda:1"
+    given = []
+    monkeypatch.setattr(devices, "run_spec", lambda spec, opts: given.append(opts.device))
+    run_on_device(tiny_specs(1)[0], RunOptions(), "cuda:1")
+    run_on_device(tiny_specs(1)[0], RunOptions(device="cpu"), None)
+    assert given == ["cuda:1", "cpu"]
 
 
 def test_cli_gpus_flag_builds_a_pool_on_those_gpus():
@@ -163,9 +164,11 @@ def test_ray_task_uses_the_gpu_ray_assigned(monkeypatch, gpu_ids, visible, devic
 
 
 def test_ray_task_without_a_gpu_runs_on_the_cpu(monkeypatch):
-    """Property: a task that reserved no GPU is placed on the CPU; asking for none is an error."""
+    """Property: a task that reserved no GPU runs on the CPU unless a device was named; a GPU
+    task that Ray gave no GPU is an error."""
     monkeypatch.setattr(ray_executor, "import_ray", lambda: SimpleNamespace(get_gpu_ids=lambda: []))
     assert ray_executor.task_device(RunOptions(), 0.0) == "cpu"
+    assert ray_executor.task_device(RunOptions(device="cuda:1"), 0.0) is None  # kept as given
     with pytest.raises(ValueError, match="assign this task a GPU"):
         ray_executor.task_device(RunOptions(), 1.0)
     assert ray_task_device([0], "") == "cuda:0"

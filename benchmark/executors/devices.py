@@ -76,22 +76,15 @@ def check_gpu_device(options: RunOptions, placement: str) -> None:
     """Raise if the run's ``--device`` contradicts an executor that places runs on GPUs.
 
     Args:
-        options: The runs' options; ``device`` is read if `RunOptions` has it.
+        options: The runs' options.
         placement: The flag that places runs, for the message (``--gpus``, ``--num-gpus``).
     """
-    device = getattr(options, "device", "auto")
+    device = options.device
     if device not in GPU_DEVICES:
         raise ValueError(
             f"Expected `--device` to be 'auto' or 'cuda' with {placement}, which gives each run "
             f"its GPU, but got {device!r}."
         )
-
-
-def with_device(options: RunOptions, device: str) -> RunOptions:
-    """Return `options` with ``device`` set (unchanged on a `RunOptions` without the field)."""
-    if "device" not in {f.name for f in dataclasses.fields(options)}:
-        return options
-    return dataclasses.replace(options, device=device)
 
 
 def claim_gpu(physical_id: str, index: str) -> str:
@@ -129,4 +122,6 @@ def ray_task_device(gpu_ids: Sequence[int | str], visible: str | None) -> str:
 
 def run_on_device(spec: RunSpec, options: RunOptions, device: str | None) -> RunRecord:
     """Run `spec` with `options`, on `device` when one is given (executors call this)."""
-    return run_spec(spec, options if device is None else with_device(options, device))
+    return run_spec(
+        spec, options if device is None else dataclasses.replace(options, device=device)
+    )

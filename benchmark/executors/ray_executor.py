@@ -152,7 +152,7 @@ def task_device(options: RunOptions, num_gpus: float) -> str | None:
     if num_gpus > 0:
         gpu_ids = import_ray().get_gpu_ids()
         return ray_task_device(gpu_ids, os.environ.get(VISIBLE_DEVICES_ENV))
-    return "cpu" if getattr(options, "device", "auto") == "auto" else None
+    return "cpu" if options.device == "auto" else None
 
 
 def absolute_paths(options: RunOptions) -> RunOptions:
