@@ -136,7 +136,12 @@ def train(
     Raises:
         Diverged: when a loss becomes NaN or infinite, or blows up (`BLOW_UP_FACTOR`).
     """
-    device = resolve_device(device)
+    with argument_validation(Distribution._validate_args):  # NOTE: restored however train ends
+        return _train(model, dataset, spec, seed, resolve_device(device), checkpoint_path,
+                      stop_after, progress, probe)  # fmt: skip
+
+
+def _train(model, dataset, spec, seed, device, checkpoint_path, stop_after, progress, probe):
     model.to(device)
     optimizers = build_optimizers(model, spec)
     state = TrainState()
