@@ -91,6 +91,12 @@ class FactorizedGaussian:
         log_q = -0.5 * (eps**2 + log_var + LOG_2PI)  # (K, B, D)
         return z, log_q.sum(-1)
 
+    def log_prob(self, params: list[Tensor], z: Tensor) -> Tensor:
+        """Return log q*(z) ``(K, B)`` at given points ``z (K, B, D)``."""
+        loc, log_var = params[0], params[1]
+        eps = (z - loc) * (-0.5 * log_var).exp()  # (K, B, D)
+        return -0.5 * (eps**2 + log_var + LOG_2PI).sum(-1)
+
 
 class CouplingFlow:
     """A factorised Gaussian followed by per-datapoint affine coupling layers.
@@ -138,6 +144,23 @@ class CouplingFlow:
             z = z * log_scale.exp() + shift * (1 - keep)
             log_q = log_q - log_scale.sum(-1)
         return z, log_q
+
+    def log_prob(self, params: list[Tensor], z: Tensor) -> Tensor:
+        """Return log q*(z) ``(K, B)`` at given points ``z (K, B, D)``, inverting the layers.
+
+        A coupling layer leaves its kept dims unchanged, so (s, t) are recomputed from the
+        output and the other dims are mapped back as ``(z - t) * exp(-s)`` (Dinh et al. 2017).
+        """
+        log_det = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)  # (K, B)
+        for layer in reversed(range(self.num_layers)):
+            w1, b1, w2, b2 = params[2 + 4 * layer : 6 + 4 * layer]
+            keep = self.masks[layer].to(z.device, z.dtype)  # (D,)
+            h = torch.nn.functional.elu(torch.einsum("kbd,bhd->kbh", z * keep, w1) + b1)
+            log_scale, shift = (torch.einsum("kbh,bch->kbc", h, w2) + b2).chunk(2, dim=-1)
+            log_scale = log_scale * (1 - keep)  # (K, B, D)
+            z = (z - shift * (1 - keep)) * (-log_scale).exp()
+            log_det = log_det + log_scale.sum(-1)
+        return self.base.log_prob(params[:2], z) - log_det
 
 
 def create_family(
@@ -268,6 +291,10 @@ class LocalPosterior:
         loc = self.params[0]
         eps = torch.randn(num_samples, *loc.shape, dtype=loc.dtype, device=loc.device)
         return self.family.sample(self.params, eps)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """Return log q*(z) ``(K, B)`` at given points ``z (K, B, D)``."""
+        return self.family.log_prob(self.params, z)
 
 
 def _negative_elbo(

@@ -207,7 +207,7 @@ def test_ais_runs_on_every_registered_model(name):
 def test_ais_evaluator_records_settings_and_diagnostics(dataset, model):
     """Contract: the ``ais`` evaluator's estimates, parameters and diagnostics."""
     model.train()
-    config = AISConfig(chains=4, steps=20, leapfrog=3, num_examples=10, batch_size=4)
+    config = AISConfig(chains=4, steps=20, leapfrog_steps=3, num_examples=10, batch_size=4)
     results = get_evaluator("ais").function(model=model, dataset=dataset, config=config, seed=2)
     assert model.training
     model.eval()
@@ -217,7 +217,7 @@ def test_ais_evaluator_records_settings_and_diagnostics(dataset, model):
     for key, value in {
         "chains": 4,
         "steps": 20,
-        "leapfrog": 3,
+        "leapfrog_steps": 3,
         "step_size": 0.01,
         "seed": 2,
         "init": "prior",
