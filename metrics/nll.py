@@ -223,7 +223,7 @@ def likelihood_warning(result: ImportanceSampledLikelihood) -> str | None:
     if result.pareto_k is not None:
         share = (result.pareto_k >= RELIABLE_K).double().mean().item()
         if share > MAX_UNRELIABLE_SHARE:
-            reasons.append(f"{share:.0%} of examples have PSIS k-hat > {RELIABLE_K}")
+            reasons.append(f"{share:.0%} of examples have PSIS k-hat >= {RELIABLE_K}")
     ess = result.ess.mean().item()
     if ess < MIN_MEAN_ESS:
         reasons.append(f"mean ESS {ess:.1f} of K = {result.num_samples} is below {MIN_MEAN_ESS:g}")
