@@ -88,7 +88,9 @@ def sample_quality(
     the leaderboard must never put them in one column.
     """
     check_image_shape(dataset.data_shape)
-    with torch.enable_grad():  # a dataset feature network not cached yet is trained here
+    # A dataset feature network not cached yet is trained here, with its own seed: forked, so
+    # the samples below are the same whether or not it was cached.
+    with torch.random.fork_rng(), torch.enable_grad():
         network = _feature_network(dataset, config)
     network.module.to(next(model.parameters()).device)
     # A label-conditional model generates for the labels of the reference images, in order.
