@@ -27,13 +27,13 @@ from torch import Tensor
 
 from metrics.batching import row_blocks
 from metrics.estimate import Estimate, mean_estimate
-from metrics.local_posterior import LocalOptimization, LocalPosterior, optimal_local_posterior
-from registry.base import (
-    LatentDraws,
-    LatentVariableModel,
-    require_continuous_latents,
+from metrics.local_posterior import (
+    LocalOptimization,
+    LocalPosterior,
+    optimal_local_posterior,
     require_local_posterior_family,
 )
+from registry.base import LatentDraws, LatentVariableModel, require_continuous_latents
 from registry.estimators import effective_sample_size, joint_log_density, log_mean_exp
 
 # Below this share of q* stopped by the plateau rule, L[q*] may sit below its optimum: the
@@ -172,7 +172,7 @@ def inference_gaps(
         log_px: Optional better per-example log p(x) ``(N,)`` (exact, or AIS) to use instead.
     """
     require_continuous_latents(model, metric="the inference-gap protocol")
-    require_local_posterior_family(model, optimization.family)
+    require_local_posterior_family(model, x, optimization.family)
     if log_px is not None and log_px.shape != (x.shape[0],):
         raise ValueError(
             f"Expected `log_px` to have shape ({x.shape[0]},), but got {tuple(log_px.shape)}."

@@ -81,18 +81,12 @@ class LatentVariableModel(nn.Module):
             (AIS, local q* optimisation) then raise `LikelihoodUndefined`.
         conditions_on_labels: True for models of p(x|y) (the CVAE): the trainer and the
             evaluators then bind each batch's labels with `conditioned_on`.
-        local_posterior_families: The q* families (`metrics.local_posterior`) whose members
-            include q(z|x) for every x. Cremer et al. (2018) take q* from the encoder's family,
-            so that L[q*] >= L[q] at the optimum and L[q*] - L[q] is an amortization gap; the
-            gaps of any other family are refused with `LikelihoodUndefined`.
     """
 
     trains_on_likelihood_bound: bool = True
     continuous_latents: bool = True  # False for discrete codes (VQ-VAE): no gradients in z
     # True for models of p(x|y) that the harness must train and score on (x, label) pairs.
     conditions_on_labels: bool = False
-    # q* families of the inference-gap protocol that contain this model's q(z|x) (see below).
-    local_posterior_families: tuple[str, ...] = ("ffg", "flow")
     # Adam settings for `auxiliary_parameters()` (e.g. FactorVAE: lr 1e-4, betas (0.5, 0.9)).
     auxiliary_optimizer: dict[str, object] = {}
 
@@ -228,24 +222,6 @@ class LikelihoodUndefined(Exception):  # noqa: N818  the name says what is undef
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def require_local_posterior_family(model: LatentVariableModel, family: str) -> None:
-    """Raise `LikelihoodUndefined` when q* of `family` cannot contain the model's q(z|x).
-
-    Args:
-        model: Any registered model.
-        family: The q* family of the inference-gap protocol (``ffg`` or ``flow``).
-    """
-    accepted = tuple(getattr(model, "local_posterior_families", ("ffg", "flow")))
-    if family not in accepted:
-        shown = ", ".join(accepted) if accepted else "none of them"
-        raise LikelihoodUndefined(
-            f"the inference gaps take q* from the family of the encoder (Cremer et al. 2018), "
-            f"but {type(model).__name__}'s q(z|x) is not in the {family!r} family of local "
-            f"posteriors (families that contain it: {shown}), so L[q*] - L[q] would not be an "
-            f"amortization gap."
-        )
 
 
 def require_continuous_latents(model: LatentVariableModel, *, metric: str) -> None:

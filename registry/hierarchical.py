@@ -104,12 +104,6 @@ class TopDownHierarchy(LatentVariableModel):
         group_sizes: Flattened size of each group, top (first generated) first.
     """
 
-    # NOTE: q(z|x) chains dependent groups, q(z_l | z_<l, x), nonlinearly; neither a factorised
-    # Gaussian nor the coupling flow over the flattened z contains it. Measured on the
-    # fashion_mnist ladder-vae: a factorised q* matched to q's moments starts 5,000 nats below
-    # L[q] and ends 900 below it after 3,000 steps, which would read as a -900 nat gap.
-    local_posterior_families: tuple[str, ...] = ()
-
     def __init__(self, data_shape: tuple[int, ...], group_sizes: tuple[int, ...]) -> None:
         super().__init__(data_shape, sum(group_sizes))
         self.group_sizes = tuple(group_sizes)

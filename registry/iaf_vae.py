@@ -193,11 +193,6 @@ class IAFVAE(VAE):
         context_dim: Size of the context h the encoder passes to every step.
     """
 
-    # NOTE: the inference gaps of a flow posterior use the flow q* (Cremer et al. 2018 pair q*
-    # with the encoder's family). vaebench's local flow is a coupling flow with free conditioners
-    # per datapoint, not an IAF: the closest local family, not a strict superset of this one.
-    local_posterior_families: tuple[str, ...] = ("flow",)
-
     def __init__(
         self,
         data_shape: tuple[int, ...],

@@ -30,6 +30,7 @@ from metrics.local_posterior import (
     MaskedAdam,
     PlateauStopping,
     encoder_moments,
+    families_containing,
     minimize_per_datapoint,
     optimal_local_posterior,
 )
@@ -372,7 +373,7 @@ def test_every_model_gets_inference_gaps(name):
             inference_gaps(model.eval(), x, optimization=short, **settings)
         return
     for family in ("ffg", "flow"):
-        if family not in model.local_posterior_families:
+        if family not in families_containing(model.encode(x[:1])):
             with pytest.raises(LikelihoodUndefined, match="family of the encoder"):
                 inference_gaps(
                     model.eval(), x, optimization=replace(short, family=family), **settings
@@ -436,3 +437,15 @@ def test_encoder_initialisation_starts_at_q_and_reaches_the_same_optimum(setup):
         diagonal_gap_closed_form(precision_matrix()), abs=0.03
     )
     assert gaps["amortization_gap"].value > 0.05
+
+
+@pytest.mark.parametrize(
+    "name, families",
+    [("vae", ("ffg", "flow")), ("iaf_vae", ("flow",)), ("ladder_vae", ()), ("vq_vae", ())],
+)
+def test_local_families_are_read_from_the_encoders_distribution(name, families):
+    """Contract: which q* families contain q(z|x) follows from the distribution encode returns
+    (factorised Gaussian, IAF flow, a hierarchy's ancestral q, a point mass), not a model flag."""
+    model = create_model(name, data_shape=(1, 8, 8))
+    x = torch.bernoulli(torch.full((2, 1, 8, 8), 0.5))
+    assert families_containing(model.encode(x)) == families
