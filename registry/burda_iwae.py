@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from registry._registry import register_model
-from registry.base import LatentDraws, LatentVariableModel, LossOutput
+from registry.base import LatentDraws, LatentVariableModel, LossOutput, closed_form_kl
 from registry.estimators import log_importance_weights
 from registry.hierarchical import AncestralDistribution
 
@@ -111,7 +111,10 @@ class BurdaIWAE(LatentVariableModel):
         return Independent(Bernoulli(logits=logits), len(self.data_shape))
 
     def draw_latents(self, x: Tensor, num_samples: int) -> LatentDraws:
-        """Draw the layers bottom-up, z1 ~ q(z1|x), z2 ~ q(z2|z1), with their log q."""
+        """Draw the layers bottom-up, z1 ~ q(z1|x), z2 ~ q(z2|z1), with their log q.
+
+        One layer is a diagonal Gaussian under N(0, I), so its KL is given in closed form.
+        """
         self.check_input(x)
         h = x.flatten(1)  # (B, 784)
         layers, log_q = [], 0.0
@@ -121,7 +124,8 @@ class BurdaIWAE(LatentVariableModel):
             layers.append(z)
             log_q = log_q + q.log_prob(z)
             h = z
-        return LatentDraws(torch.cat(layers, dim=-1), log_q)  # (K, B, D), (K, B)
+        kl = closed_form_kl(q, self.prior()) if len(self.q_layers) == 1 else None
+        return LatentDraws(torch.cat(layers, dim=-1), log_q, kl=kl)  # (K, B, D), (K, B)
 
     def encode(self, x: Tensor) -> Distribution:
         self.check_input(x)

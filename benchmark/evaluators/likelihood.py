@@ -31,7 +31,7 @@ from registry.base import LatentVariableModel
 from registry.estimators import effective_sample_size
 
 Split = Literal["train", "valid", "test"]
-VERSION = 2  # bump when numbers stop being comparable with older records
+VERSION = 1  # bump when numbers stop being comparable with older records
 MAX_PER_EXAMPLE = 10_000  # per-example values are recorded up to this many examples
 SIGNIFICANT_DIGITS = 6  # of each recorded per-example value
 MIN_PARETO_K = 5 * MIN_TAIL - 4  # the smallest K whose weights support a PSIS tail fit
