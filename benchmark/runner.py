@@ -25,6 +25,7 @@ from benchmark.datasets.base import Dataset
 from benchmark.environment import cpu_model, describe_environment, git_state
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators._examples import bind_labels
+from benchmark.evaluators.likelihood import certify_ais
 from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
 from benchmark.spec import RunSpec, load_plugins
 from benchmark.trainer import Diverged, TrainState, resolve_device, train
@@ -258,7 +259,8 @@ def evaluate(
     `LikelihoodUndefined`, e.g. AIS on discrete codes) is skipped, and its reason is put into
     `undefined` under the evaluator's name, so reports show "n/a (reason)" instead of a number
     that means nothing. One metric of an evaluator that is not defined (a `NotDefined` in its
-    results) goes into `undefined` as ``"evaluator/metric"``.
+    results) goes into `undefined` as ``"evaluator/metric"``. When both ran, the BDMC gap
+    certifies (or flags) the AIS estimates (`certify_ais`).
     """
     model.eval()
     metrics, eval_started = {}, time.perf_counter()
@@ -278,6 +280,8 @@ def evaluate(
             undefined[name] = error.reason
         timings[f"eval_{name}"] = time.perf_counter() - started
     timings["eval"] = time.perf_counter() - eval_started
+    if "ais" in metrics and "bdmc" in metrics:
+        metrics["ais"] = certify_ais(metrics["ais"], metrics["bdmc"])
     return metrics
 
 

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from metrics.importance import argument_validation, log_mean_exp
 from registry.base import LatentVariableModel, require_continuous_latents
+from registry.estimators import argument_validation, log_mean_exp
 
 Init = Literal["prior", "encoder"]
 Schedule = Literal["linear", "sigmoid"]

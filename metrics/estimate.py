@@ -18,7 +18,6 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-
 EstimateKind = Literal["estimate", "lower_bound", "upper_bound", "diagnostic"]
 ESTIMATE_KINDS: tuple[str, ...] = typing.get_args(EstimateKind)
 
@@ -53,7 +52,9 @@ class Estimate:
 
     def __post_init__(self) -> None:
         if self.kind not in ESTIMATE_KINDS:
-            raise ValueError(f"Expected `kind` to be one of {ESTIMATE_KINDS}, but got {self.kind!r}.")
+            raise ValueError(
+                f"Expected `kind` to be one of {ESTIMATE_KINDS}, but got {self.kind!r}."
+            )
 
     @property
     def reliable(self) -> bool:

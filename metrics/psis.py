@@ -39,9 +39,17 @@ def pareto_k_hat(log_w: Tensor, dim: int = 0) -> Tensor:
         ValueError: if there are too few samples for a tail of `MIN_TAIL` weights.
     """
     log_w = log_w.double().movedim(dim, -1)  # (..., K)
-    num_samples = log_w.shape[-1]
-    tail_size = pareto_tail_size(num_samples)
-    top = torch.topk(log_w, tail_size + 1, dim=-1, sorted=True).values.flip(-1)  # (..., M+1) asc
+    tail_size = pareto_tail_size(log_w.shape[-1])
+    return pareto_k_hat_of_largest(torch.topk(log_w, tail_size + 1, dim=-1).values)
+
+
+def pareto_k_hat_of_largest(largest: Tensor) -> Tensor:
+    """Return k̂ from the M + 1 largest log weights ``(..., M+1)``, in any order.
+
+    Only the tail enters the fit, so a streaming caller keeps the running top M + 1 of each
+    example's weights (`pareto_tail_size`) instead of all K.
+    """
+    top = torch.sort(largest.double(), dim=-1).values  # (..., M+1), ascending
     # NOTE: k̂ is invariant to the scale of the weights, so shift by the max to avoid overflow.
     shifted = torch.exp(top - top[..., -1:])  # (..., M+1), the largest is 1
     exceedances = shifted[..., 1:] - shifted[..., :1]  # (..., M), ascending, >= 0

@@ -8,10 +8,11 @@ A model is a latent-variable model p(z) p(x|z) with an inference network q(z|x):
 - ``loss(x, step, *, kl_weight=1.0) -> LossOutput``, the training objective, which may be
   model-specific; ``kl_weight`` is the trainer's KL warm-up factor in [0, 1].
 
-Metrics only use these, or the three densities built from them (``log_prior``,
-``log_likelihood``, ``sample_posterior``), so one estimator serves every model. Hierarchical
-models (several latent groups) flatten their groups into one vector z and override those three
-methods; ``log_importance_weights`` then holds for them unchanged.
+Metrics and losses only use these, or the densities and the sampler built from them
+(``log_prior``, ``log_likelihood``, ``draw_latents``), through the estimators of
+`registry.estimators` (importance weights, ELBO terms), which exist once for every model.
+Hierarchical models (several latent groups) flatten their groups into one vector z and override
+those densities and the sampler, never an estimator.
 
 Label-conditional models (``conditions_on_labels``, e.g. the CVAE) model p(x|y). The harness
 binds a batch of labels with ``conditioned_on(y)``, which returns a model *bound* to those rows:
@@ -45,6 +46,29 @@ class LossOutput:
     auxiliary_loss: Tensor | None = None
 
 
+@dataclass
+class LatentDraws:
+    """Draws z ~ q(z|x) with their log q, and the densities the sampler computed on the way.
+
+    A field left None is computed by the estimator from the model's densities; a sampler that
+    gets it for free (a hierarchy's fused top-down pass) fills it in.
+
+    Attributes:
+        z: Draws ``(K, B, D)``, reparameterised where q allows it.
+        log_q: log q(z|x) ``(K, B)``.
+        log_prior: log p(z) ``(K, B)``, or None.
+        log_likelihood: log p(x|z) ``(K, B)``, or None.
+        kl: KL(q(z|x) || p(z)) per example ``(B,)`` in closed form (summed per group for a
+            hierarchy, at the drawn upper groups), or None where no closed form is registered.
+    """
+
+    z: Tensor
+    log_q: Tensor
+    log_prior: Tensor | None = None
+    log_likelihood: Tensor | None = None
+    kl: Tensor | None = None
+
+
 class LatentVariableModel(nn.Module):
     """Base class for registered models.
 
@@ -57,18 +81,12 @@ class LatentVariableModel(nn.Module):
             (AIS, local q* optimisation) then raise `LikelihoodUndefined`.
         conditions_on_labels: True for models of p(x|y) (the CVAE): the trainer and the
             evaluators then bind each batch's labels with `conditioned_on`.
-        local_posterior_families: The q* families (`metrics.local_posterior`) whose members
-            include q(z|x) for every x. Cremer et al. (2018) take q* from the encoder's family,
-            so that L[q*] >= L[q] at the optimum and L[q*] - L[q] is an amortization gap; the
-            gaps of any other family are refused with `LikelihoodUndefined`.
     """
 
     trains_on_likelihood_bound: bool = True
     continuous_latents: bool = True  # False for discrete codes (VQ-VAE): no gradients in z
     # True for models of p(x|y) that the harness must train and score on (x, label) pairs.
     conditions_on_labels: bool = False
-    # q* families of the inference-gap protocol that contain this model's q(z|x) (see below).
-    local_posterior_families: tuple[str, ...] = ("ffg", "flow")
     # Adam settings for `auxiliary_parameters()` (e.g. FactorVAE: lr 1e-4, betas (0.5, 0.9)).
     auxiliary_optimizer: dict[str, object] = {}
 
@@ -112,23 +130,19 @@ class LatentVariableModel(nn.Module):
         """Return log p(x|z), shape ``(..., B)``, for x ``(B, *data_shape)``, z ``(..., B, D)``."""
         return self.decode(z).log_prob(x)
 
-    def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
-        """Draw reparameterised z ~ q(z|x) and return ``(z, log q(z|x))``.
+    def draw_latents(self, x: Tensor, num_samples: int) -> LatentDraws:
+        """Draw reparameterised z ~ q(z|x), shape ``(K, B, D)``, with log q and the analytic KL.
 
-        Returns:
-            z of shape ``(K, B, D)`` and log q of shape ``(K, B)``.
+        The KL is `closed_form_kl` of q(z|x) and p(z), or None without a registered rule.
         """
         q_z = self.encode(x)
         z = q_z.rsample((num_samples,))  # (K, B, D)
-        return z, q_z.log_prob(z)
+        return LatentDraws(z, q_z.log_prob(z), kl=closed_form_kl(q_z, self.prior()))
 
-    def log_importance_weights(self, x: Tensor, *, num_samples: int) -> Tensor:
-        """Return log w_k = log p(x, z_k) - log q(z_k|x) with z_k ~ q(z|x), shape ``(K, B)``.
-
-        Burda et al. (2016), Eq. 8. Differentiable through reparameterised samples.
-        """
-        z, log_q = self.sample_posterior(x, num_samples)
-        return self.log_prior(z) + self.log_likelihood(x, z) - log_q
+    def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
+        """Draw z ~ q(z|x) and return ``(z (K, B, D), log q(z|x) (K, B))`` (see `draw_latents`)."""
+        draws = self.draw_latents(x, num_samples)
+        return draws.z, draws.log_q
 
     def sample(self, num_samples: int) -> Tensor:
         """Return the means of p(x|z) for z ~ p(z), shape ``(N, *data_shape)``."""
@@ -168,6 +182,14 @@ class LatentVariableModel(nn.Module):
             )
 
 
+def closed_form_kl(q_z: Distribution, p_z: Distribution) -> Tensor | None:
+    """Return KL(q || p) per example where `torch.distributions` registers a rule, else None."""
+    try:
+        return kl_divergence(q_z, p_z)
+    except NotImplementedError:
+        return None
+
+
 def kl_to_prior(q_z: Distribution, p_z: Distribution, z: Tensor | None = None) -> Tensor:
     """Return KL(q(z|x) || p(z)) per example, analytic where registered, else one-sample MC.
 
@@ -200,24 +222,6 @@ class LikelihoodUndefined(Exception):  # noqa: N818  the name says what is undef
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def require_local_posterior_family(model: LatentVariableModel, family: str) -> None:
-    """Raise `LikelihoodUndefined` when q* of `family` cannot contain the model's q(z|x).
-
-    Args:
-        model: Any registered model.
-        family: The q* family of the inference-gap protocol (``ffg`` or ``flow``).
-    """
-    accepted = tuple(getattr(model, "local_posterior_families", ("ffg", "flow")))
-    if family not in accepted:
-        shown = ", ".join(accepted) if accepted else "none of them"
-        raise LikelihoodUndefined(
-            f"the inference gaps take q* from the family of the encoder (Cremer et al. 2018), "
-            f"but {type(model).__name__}'s q(z|x) is not in the {family!r} family of local "
-            f"posteriors (families that contain it: {shown}), so L[q*] - L[q] would not be an "
-            f"amortization gap."
-        )
 
 
 def require_continuous_latents(model: LatentVariableModel, *, metric: str) -> None:

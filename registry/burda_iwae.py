@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from registry._registry import register_model
-from registry.base import LatentVariableModel, LossOutput
+from registry.base import LatentDraws, LatentVariableModel, LossOutput, closed_form_kl
+from registry.estimators import log_importance_weights
 from registry.hierarchical import AncestralDistribution
 
 # (latent sizes bottom first, q hidden widths per layer, p hidden widths per layer top first)
@@ -60,8 +61,6 @@ class GaussianLayer(nn.Module):
 class BurdaIWAE(LatentVariableModel):
     """The Table 1 models of Burda et al. (2016): `objective` ``vae`` or ``iwae`` with k samples."""
 
-    # NOTE: a q* over the flattened (z1, z2) with a factorised family does not contain the
-    # two-layer q(z2|z1) q(z1|x); one layer is an ordinary diagonal Gaussian.
     def __init__(
         self, data_shape: tuple[int, ...], layers: int, objective: str, num_samples: int
     ) -> None:
@@ -81,7 +80,6 @@ class BurdaIWAE(LatentVariableModel):
         self.p_x = nn.Sequential(
             tanh_mlp((sizes[0], *p_hidden[-1])), nn.Linear(p_hidden[-1][-1], inputs[0])
         )
-        self.local_posterior_families = ("ffg", "flow") if layers == 1 else ()
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)  # Glorot & Bengio (2010), as released
@@ -112,7 +110,11 @@ class BurdaIWAE(LatentVariableModel):
         logits = logits.reshape(*logits.shape[:-1], *self.data_shape)  # (..., B, *data_shape)
         return Independent(Bernoulli(logits=logits), len(self.data_shape))
 
-    def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
+    def draw_latents(self, x: Tensor, num_samples: int) -> LatentDraws:
+        """Draw the layers bottom-up, z1 ~ q(z1|x), z2 ~ q(z2|z1), with their log q.
+
+        One layer is a diagonal Gaussian under N(0, I), so its KL is given in closed form.
+        """
         self.check_input(x)
         h = x.flatten(1)  # (B, 784)
         layers, log_q = [], 0.0
@@ -122,7 +124,8 @@ class BurdaIWAE(LatentVariableModel):
             layers.append(z)
             log_q = log_q + q.log_prob(z)
             h = z
-        return torch.cat(layers, dim=-1), log_q  # (K, B, D), (K, B)
+        kl = closed_form_kl(q, self.prior()) if len(self.q_layers) == 1 else None
+        return LatentDraws(torch.cat(layers, dim=-1), log_q, kl=kl)  # (K, B, D), (K, B)
 
     def encode(self, x: Tensor) -> Distribution:
         self.check_input(x)
@@ -180,7 +183,9 @@ class BurdaIWAE(LatentVariableModel):
 
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         # NOTE: the protocol has no KL warm-up; `kl_weight` is accepted and ignored.
-        log_w = self.log_importance_weights(x, num_samples=self.num_samples)  # (k, B)
+        log_w = log_importance_weights(
+            self, x, num_samples=self.num_samples, chunk_size=self.num_samples
+        )  # (k, B)
         elbo = log_w.mean(0)  # (B,)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.num_samples)  # (B,)
         objective = elbo if self.objective == "vae" else bound

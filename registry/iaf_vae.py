@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, constraints
 
 from registry._registry import register_model, register_model_preset
-from registry.base import LatentVariableModel
+from registry.base import LatentDraws, LatentVariableModel
 from registry.likelihoods import create_likelihood
 from registry.trunks import ACTIVATIONS, Architecture, build_decoder, build_encoder, gaussian_head
 from registry.vae import VAE, LikelihoodName
@@ -193,11 +193,6 @@ class IAFVAE(VAE):
         context_dim: Size of the context h the encoder passes to every step.
     """
 
-    # NOTE: the inference gaps of a flow posterior use the flow q* (Cremer et al. 2018 pair q*
-    # with the encoder's family). vaebench's local flow is a coupling flow with free conditioners
-    # per datapoint, not an IAF: the closest local family, not a strict superset of this one.
-    local_posterior_families: tuple[str, ...] = ("flow",)
-
     def __init__(
         self,
         data_shape: tuple[int, ...],
@@ -226,14 +221,10 @@ class IAFVAE(VAE):
         loc, scale = gaussian_head(features[:, : 2 * self.latent_dim])  # (B, D) each
         return IAFPosterior(Normal(loc, scale), features[:, 2 * self.latent_dim :], self.steps)
 
-    def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
-        return self.encode(x).rsample_and_log_prob(torch.Size([num_samples]))
-
-    def elbo_terms(self, x: Tensor, num_samples: int = 1) -> tuple[Tensor, Tensor]:
-        """Return per-example (E_q log p(x|z), Monte Carlo KL), each ``(B,)``."""
-        z, log_q = self.sample_posterior(x, num_samples)  # (K, B, D), (K, B)
-        reconstruction = self.log_likelihood(x, z).mean(0)
-        return reconstruction, (log_q - self.log_prior(z)).mean(0)
+    def draw_latents(self, x: Tensor, num_samples: int) -> LatentDraws:
+        """Draw z with log q from one flow pass; the KL has no closed form (Monte Carlo)."""
+        z, log_q = self.encode(x).rsample_and_log_prob(torch.Size([num_samples]))
+        return LatentDraws(z, log_q)  # (K, B, D), (K, B)
 
 
 def _build(

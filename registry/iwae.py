@@ -11,6 +11,7 @@ from torch import Tensor
 
 from registry._registry import register_model
 from registry.base import LossOutput
+from registry.estimators import log_importance_weights
 from registry.trunks import Architecture
 from registry.vae import VAE, LikelihoodName
 
@@ -24,7 +25,9 @@ class IWAE(VAE):
 
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         # NOTE: KL warm-up has no clean meaning for L_k; `kl_weight` is accepted and ignored.
-        log_w = self.log_importance_weights(x, num_samples=self.num_samples)  # (k, B)
+        log_w = log_importance_weights(
+            self, x, num_samples=self.num_samples, chunk_size=self.num_samples
+        )  # (k, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.num_samples)  # (B,)
         elbo = log_w.mean(0)
         terms = {"iwae_bound": bound.detach().mean(), "elbo": elbo.detach().mean()}

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from registry._registry import register_model, register_model_preset
-from registry.base import standard_normal_prior
+from registry.base import LatentDraws, standard_normal_prior
 from registry.hierarchical import AncestralDistribution, TopDownHierarchy, diagonal_normal
 from registry.likelihoods import create_likelihood
 from registry.trunks import ACTIVATIONS, gaussian_head
@@ -214,20 +214,21 @@ class BottomUpHierarchicalVAE(LadderVAE):
             event_size=self.latent_dim,
         )
 
-    def sample_posterior(self, x: Tensor, num_samples: int) -> tuple[Tensor, Tensor]:
-        self.check_input(x)
-        return self.inference_pass(x, torch.Size([num_samples, len(x)]))
+    def draw_latents(self, x: Tensor, num_samples: int) -> LatentDraws:
+        """Draw z from the bottom-up pass, then score it in one generative top-down pass.
 
-    def log_importance_weights(self, x: Tensor, *, num_samples: int) -> Tensor:
-        z, log_q = self.sample_posterior(x, num_samples)  # (K, B, D), (K, B)
-        generative = self.top_down(z.shape[:-1], z=z)
-        return generative.log_p + self.decode_state(generative.state).log_prob(x) - log_q
-
-    def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        q and p do not share their conditionals here, so the KL has no per-group closed form;
+        the estimators take the Monte Carlo mean of log q - log p(z).
+        """
         self.check_input(x)
-        z, log_q = self.inference_pass(x, x.shape[:1])  # (B, D), (B,)
+        z, log_q = self.inference_pass(x, torch.Size([num_samples, len(x)]))  # (K, B, D), (K, B)
         generative = self.top_down(z.shape[:-1], z=z)
-        return self.decode_state(generative.state).log_prob(x), log_q - generative.log_p
+        return LatentDraws(
+            z,
+            log_q,
+            log_prior=generative.log_p,
+            log_likelihood=self.decode_state(generative.state).log_prob(x),
+        )
 
 
 def _build(

@@ -28,7 +28,7 @@ class LinearVAE(VAE):
                 f"Expected a vector dataset with data_shape (D,) for `linear_vae`, but got "
                 f"{tuple(data_shape)}; use it with the `linear_gaussian` dataset."
             )
-        # NOTE: skips VAE.__init__ (no trunks) but keeps its ELBO loss and `elbo_terms`.
+        # NOTE: skips VAE.__init__ (no trunks) but keeps its ELBO loss.
         LatentVariableModel.__init__(self, data_shape, latent_dim)
         (data_dim,) = data_shape
         self.weight = nn.Parameter(torch.randn(data_dim, latent_dim) / math.sqrt(latent_dim))

@@ -11,7 +11,8 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
 from registry._registry import register_model
-from registry.base import LatentVariableModel, LossOutput, kl_to_prior, standard_normal_prior
+from registry.base import LatentVariableModel, LossOutput, standard_normal_prior
+from registry.estimators import elbo_terms
 from registry.likelihoods import create_likelihood
 from registry.trunks import Architecture, build_decoder, build_encoder, gaussian_head
 
@@ -52,15 +53,8 @@ class VAE(LatentVariableModel):
     def decode(self, z: Tensor) -> Distribution:
         return self.likelihood(self.decoder(z))
 
-    def elbo_terms(self, x: Tensor, num_samples: int = 1) -> tuple[Tensor, Tensor]:
-        """Return per-example (E_q log p(x|z), KL(q || p)), each of shape ``(B,)``."""
-        q_z = self.encode(x)
-        z = q_z.rsample((num_samples,))  # (K, B, D)
-        reconstruction = self.decode(z).log_prob(x).mean(0)
-        return reconstruction, kl_to_prior(q_z, self.prior(), z)
-
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
-        reconstruction, kl = self.elbo_terms(x)
+        reconstruction, kl = elbo_terms(self, x, num_samples=1)  # (B,) each
         loss = -(reconstruction - self.beta * kl_weight * kl).mean()
         return LossOutput(loss, _terms(reconstruction, kl))
 

@@ -1,6 +1,7 @@
 """Tests of `metrics.ais` and the ``ais`` evaluator: annealed importance sampling with HMC."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import scipy.stats
 import torch
 
 from benchmark.evaluators import get_evaluator
-from benchmark.evaluators.likelihood import AISConfig
+from benchmark.evaluators.likelihood import AISConfig, BDMCConfig, NLLConfig, certify_ais
 from metrics.ais import (
     AnnealingPath,
     HMCSettings,
@@ -18,6 +19,7 @@ from metrics.ais import (
     evaluate_chains,
     hmc_transition,
 )
+from metrics.bdmc import MAX_BDMC_GAP, bdmc_warning
 from registry import create_model, list_models
 from registry.base import LikelihoodUndefined
 from tests._linear_gaussian import DATA_DIM, oracle_dataset, oracle_model
@@ -207,7 +209,7 @@ def test_ais_runs_on_every_registered_model(name):
 def test_ais_evaluator_records_settings_and_diagnostics(dataset, model):
     """Contract: the ``ais`` evaluator's estimates, parameters and diagnostics."""
     model.train()
-    config = AISConfig(chains=4, steps=20, leapfrog=3, num_examples=10, batch_size=4)
+    config = AISConfig(chains=4, steps=20, leapfrog_steps=3, num_examples=10, batch_size=4)
     results = get_evaluator("ais").function(model=model, dataset=dataset, config=config, seed=2)
     assert model.training
     model.eval()
@@ -217,7 +219,7 @@ def test_ais_evaluator_records_settings_and_diagnostics(dataset, model):
     for key, value in {
         "chains": 4,
         "steps": 20,
-        "leapfrog": 3,
+        "leapfrog_steps": 3,
         "step_size": 0.01,
         "seed": 2,
         "init": "prior",
@@ -233,3 +235,54 @@ def test_ais_evaluator_records_settings_and_diagnostics(dataset, model):
     assert len(lower.diagnostics["per_example"]) == 10
     again = get_evaluator("ais").function(model=model, dataset=dataset, config=config, seed=2)
     assert again["ais_nll"].value == nll.value
+
+
+def test_ais_records_importance_sampling_on_the_same_examples(dataset, model):
+    """Contract: ``is_nll`` is the ``nll`` evaluator's IS NLL of exactly the AIS examples (same
+    K, seed and passes give the same per-example values), and AIS - IS is their paired mean."""
+    config = AISConfig(chains=4, steps=20, leapfrog_steps=3, num_examples=10, batch_size=5, is_k=60)
+    results = get_evaluator("ais").function(model=model, dataset=dataset, config=config, seed=3)
+    nll_config = NLLConfig(k=60, chunk=100, batch_size=5, num_examples=40)
+    nll = get_evaluator("nll").function(model=model, dataset=dataset, config=nll_config, seed=3)
+    is_nll = results["is_nll"]
+    assert is_nll.n == 10 and is_nll.params["k"] == 60 and is_nll.kind == "estimate"
+    assert is_nll.diagnostics["per_example"] == nll["nll"].diagnostics["per_example"][:10]
+    ais_values = np.array(results["ais_nll"].diagnostics["per_example"])
+    paired = ais_values - np.array(is_nll.diagnostics["per_example"])
+    diagnostics = results["ais_nll"].diagnostics
+    assert diagnostics["ais_minus_is_nll_mean"] == pytest.approx(paired.mean(), abs=1e-5)
+
+
+def test_bdmc_gap_certifies_ais_with_the_same_settings(dataset, model, monkeypatch):
+    """Contract: a BDMC gap above the threshold flags AIS run with the same settings, and only
+    those; the gap is recorded beside the AIS estimates either way."""
+    settings = {"chains": 3, "steps": 10, "leapfrog_steps": 2}
+    ais = get_evaluator("ais").function(
+        model=model,
+        dataset=dataset,
+        config=AISConfig(**settings, num_examples=4, is_k=30),
+        seed=0,
+    )
+    bdmc = get_evaluator("bdmc").function(
+        model=model, dataset=dataset, config=BDMCConfig(**settings, num_examples=3), seed=0
+    )
+    certified = certify_ais(ais, bdmc)
+    gap = bdmc["bdmc_gap"].value
+    assert certified["ais_nll"].diagnostics["bdmc_gap"] == gap
+    assert certified["ais_nll"].diagnostics["bdmc_gap_applies"] is True
+    assert (certified["ais_nll"].warning is None) == (gap <= MAX_BDMC_GAP)
+    assert bdmc_warning(MAX_BDMC_GAP + 0.5).startswith("BDMC gap 1.50 nats")
+    flagged = replace(bdmc["bdmc_gap"], warning=bdmc_warning(MAX_BDMC_GAP + 0.5))
+    certified = certify_ais(ais, {**bdmc, "bdmc_gap": flagged})
+    assert "BDMC gap 1.50 nats" in certified["ais_log_likelihood"].warning
+    assert certified["is_nll"].warning == ais["is_nll"].warning  # IS is not certified by BDMC
+    other = get_evaluator("bdmc").function(
+        model=model,
+        dataset=dataset,
+        config=BDMCConfig(chains=3, steps=11, leapfrog_steps=2, num_examples=3),
+        seed=0,
+    )
+    other = {**other, "bdmc_gap": replace(other["bdmc_gap"], warning="too wide")}
+    uncertified = certify_ais(ais, other)
+    assert uncertified["ais_nll"].diagnostics["bdmc_gap_applies"] is False
+    assert uncertified["ais_nll"].warning == ais["ais_nll"].warning

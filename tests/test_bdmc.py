@@ -105,7 +105,7 @@ def test_bdmc_evaluator_records_bounds_gap_and_settings(model):
         num_valid=10,
         num_test=10,
     )
-    config = BDMCConfig(num_examples=6, chains=4, steps=10, leapfrog=3)
+    config = BDMCConfig(num_examples=6, chains=4, steps=10, leapfrog_steps=3)
     results = get_evaluator("bdmc").function(model=model, dataset=dataset, config=config, seed=1)
     assert set(results) == {"bdmc_lower", "bdmc_upper", "bdmc_gap"}
     gap = results["bdmc_gap"]
@@ -114,7 +114,7 @@ def test_bdmc_evaluator_records_bounds_gap_and_settings(model):
     for key, value in {
         "chains": 4,
         "steps": 10,
-        "leapfrog": 3,
+        "leapfrog_steps": 3,
         "seed": 1,
         "init": "prior",
         "estimator": "bdmc",

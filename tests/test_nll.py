@@ -12,12 +12,17 @@ import benchmark.evaluators.likelihood as likelihood
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators.likelihood import NLLConfig
 from metrics.nll import (
+    MAX_UNRELIABLE_SHARE,
+    MIN_MEAN_ESS,
     ImportanceSampledLikelihood,
     bits_per_dim,
     importance_sampled_log_likelihood,
+    likelihood_warning,
     negative_log_likelihood_estimates,
 )
+from metrics.psis import pareto_k_hat
 from registry import create_model
+from registry.estimators import effective_sample_size, log_importance_weights, log_mean_exp
 from registry.trunks import Architecture
 from tests._linear_gaussian import oracle_dataset, oracle_model
 
@@ -103,6 +108,63 @@ def test_heavy_tailed_weights_are_flagged_by_pareto_k(dataset):
     result = estimate(model, x, num_samples=5000)
     assert result.pareto_k.mean().item() > 0.7
     assert result.ess.mean().item() < 0.05 * 5000
+    estimates = negative_log_likelihood_estimates(result, num_dims=dataset.num_dims)
+    share = estimates["nll"].diagnostics["pareto_k_fraction_unreliable"]
+    assert share > MAX_UNRELIABLE_SHARE
+    for name in ("nll", "nll_bits_per_dim", "iwae_bound"):
+        assert f"{share:.0%} of examples have PSIS k-hat >= 0.7" in estimates[name].warning
+    assert estimates["elbo"].warning is None and estimates["nll"].kind == "estimate"
+
+
+def test_good_proposal_is_trusted_and_a_low_ess_is_flagged(dataset):
+    """Property: the exact-posterior-like encoder at K = 1000 passes both checks; the same
+    model with K = 30 and a narrow encoder falls below the ESS floor of 10."""
+    x = dataset.evaluation_data("test")[:30]
+    good = estimate(true_model(dataset), x, num_samples=1000)
+    assert likelihood_warning(good) is None
+    poor = estimate(true_model(dataset, encoder_std_factor=0.3), x, num_samples=30)
+    assert poor.ess.mean().item() < MIN_MEAN_ESS
+    assert "mean ESS" in likelihood_warning(poor)
+
+
+def test_point_mass_posterior_gives_an_upper_bound_not_an_estimate():
+    """Closed-form reference: with a point-mass q (VQ-VAE) every weight is equal, so log p̂_K is
+    the ELBO for every K; the NLL is labelled an upper bound (-ELBO), with no warning."""
+    torch.manual_seed(0)
+    model = create_model("vq_vae", data_shape=(1, 8, 8)).eval()
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.5))
+    result = importance_sampled_log_likelihood(
+        model, x, num_samples=25, chunk_size=10, batch_size=4, seed=0
+    )
+    assert result.point_mass_proposal
+    torch.testing.assert_close(result.log_likelihood, result.elbo, rtol=0, atol=1e-9)
+    estimates = negative_log_likelihood_estimates(result, num_dims=64)
+    assert estimates["nll"].kind == "upper_bound" and estimates["nll"].warning is None
+    assert estimates["nll_bits_per_dim"].kind == "upper_bound"
+    assert estimates["elbo"].value == pytest.approx(-estimates["nll"].value)
+
+
+def test_nll_settings_refuse_too_few_samples_for_k_hat_up_front():
+    """Bad input: the settings check K before any work, in one line naming the fix."""
+    with pytest.raises(ValueError, match=r"Expected `k` to be at least 21 .* but got 5"):
+        NLLConfig(k=5)
+    with pytest.raises(ValueError, match=r"Expected `chunk` to be a positive int"):
+        NLLConfig(chunk=0)
+    assert NLLConfig(k=5, pareto_k=False).k == 5
+
+
+def test_streamed_summaries_equal_the_whole_k_computation(dataset):
+    """Reference: streaming over chunks of 7 gives the log-mean-exp, ELBO, ESS and k̂ of all K
+    weights at once (one chunk), to float64 rounding."""
+    model, x = true_model(dataset), dataset.evaluation_data("test")[:9]
+    streamed = estimate(model, x, num_samples=300, chunk_size=7, batch_size=9)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        log_w = log_importance_weights(model, x, num_samples=300, chunk_size=7)  # (K, B)
+    torch.testing.assert_close(streamed.log_likelihood, log_mean_exp(log_w))
+    torch.testing.assert_close(streamed.elbo, log_w.double().mean(0))
+    torch.testing.assert_close(streamed.ess, effective_sample_size(log_w))
+    torch.testing.assert_close(streamed.pareto_k, pareto_k_hat(log_w))
 
 
 def reference_log_likelihood(model, x, num_samples: int, seed: int) -> np.ndarray:

@@ -82,7 +82,32 @@ def test_mutual_information_matches_closed_form(collapse):
     assert results["mutual_information"].value == pytest.approx(expected_mi, abs=0.08)
     # NOTE: the empirical N-point mixture is lumpier than q(z), so its KL is biased up (~0.05 here).
     assert results["marginal_kl"].value == pytest.approx(expected_marginal_kl, abs=0.15)
-    assert results["mutual_information"].diagnostics["upper_bound_log_n"] == math.log(2000)
+    mutual_information = results["mutual_information"]
+    assert mutual_information.kind == "lower_bound" and mutual_information.warning is None
+    assert mutual_information.diagnostics["log_n"] == math.log(2000)
+    assert mutual_information.diagnostics["upper_bound"] == results["rate"].value
+    assert results["marginal_kl"].kind == "upper_bound"
+
+
+def test_saturated_mutual_information_is_bracketed_and_flagged():
+    """Closed-form reference: a Gaussian encoder on Gaussian data with I(x; z) = 12 nats, far
+    above log N for N = 1000. The InfoNCE lower bound saturates below log N, the rate is above
+    I, so the bracket holds the closed form; both collapse estimates carry the warning."""
+    model = linear_model(perturb=False)
+    with torch.no_grad():
+        model.encoder_log_std.fill_(math.log(0.002))
+    expected_mi, expected_marginal_kl = aggregate_closed_form(model)
+    assert 11.5 < expected_mi < 13.0 and expected_mi > math.log(1000) + 4
+    x = marginal_samples(model, 1000, seed=7)
+    torch.manual_seed(8)
+    results = posterior_collapse(model, x, num_samples=2, batch_size=1000, chunk_size=256)
+    lower, rate = results["mutual_information"], results["rate"]
+    assert lower.value <= math.log(1000) + 1e-9
+    assert lower.value <= expected_mi <= rate.value - 2 * rate.stderr
+    assert "saturated" in lower.warning and "log N = 6.91" in lower.warning
+    assert not lower.reliable and results["marginal_kl"].warning == lower.warning
+    # rate - I_NCE overstates KL(q(z) || p(z)) by I - I_NCE: an upper bound, labelled as one.
+    assert results["marginal_kl"].value > expected_marginal_kl + 4
 
 
 def test_elbo_surgery_decomposition_holds(collapse):

@@ -16,9 +16,9 @@ from benchmark.images import prior_samples
 from benchmark.runner import RunOptions, run_spec
 from benchmark.spec import TrainSpec, resolve_spec
 from benchmark.trainer import train
-from metrics.importance import log_importance_weights, log_mean_exp
 from registry import create_model
 from registry.base import LatentVariableModel
+from registry.estimators import log_importance_weights, log_mean_exp
 
 
 @functools.cache

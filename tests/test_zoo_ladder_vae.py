@@ -9,8 +9,8 @@ from scipy import stats
 from benchmark.datasets import create_dataset
 from benchmark.spec import TrainSpec
 from benchmark.trainer import train
-from metrics.importance import log_importance_weights, log_mean_exp
 from registry import create_model
+from registry.estimators import log_importance_weights, log_mean_exp
 from registry.ladder_vae import BottomUpHierarchicalVAE, LadderVAE, precision_weighted
 
 

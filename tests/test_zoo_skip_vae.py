@@ -5,8 +5,8 @@ import torch
 from benchmark.datasets import create_dataset
 from benchmark.spec import TrainSpec
 from benchmark.trainer import train
-from metrics.importance import log_importance_weights
 from registry import create_model
+from registry.estimators import log_importance_weights
 from registry.trunks import Architecture
 
 DEEP_DECODER = Architecture(hidden=(32,), decoder_hidden=(32, 32, 32, 32))

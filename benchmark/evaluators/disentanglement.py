@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from benchmark.evaluators import register_evaluator
+from benchmark.evaluators import Output, Results, register_evaluator
 from metrics.disentanglement import (
     SCORES,
     BetaVAEScoreConfig,
@@ -70,7 +70,6 @@ def score_configs(config: DisentanglementConfig) -> dict[str, ScoreConfig]:
 
 
 _ME = "modularity_explicitness"
-_ME = "modularity_explicitness"
 # (score, dlib key) -> (record name, sample the value is computed on, unit, higher is better)
 RESULT_NAMES: dict[tuple[str, str], tuple[str, str, str, bool | None]] = {
     ("beta_vae", "eval_accuracy"): ("beta_vae_score", "eval", "fraction", True),
@@ -118,10 +117,16 @@ def ground_truth_of(dataset: object) -> GroundTruthData:
     )
 
 
-@register_evaluator("disentanglement")
+@register_evaluator(
+    "disentanglement",
+    outputs=tuple(
+        Output(name, unit, higher_is_better)
+        for name, _, unit, higher_is_better in RESULT_NAMES.values()
+    ),
+)
 def disentanglement(
     *, model: LatentVariableModel, dataset: object, config: DisentanglementConfig, seed: int
-) -> dict[str, Estimate]:
+) -> Results:
     """Return the BetaVAE, FactorVAE, MIG, SAP, DCI and modularity/explicitness scores.
 
     Every score and its sub-scores is an `Estimate` without a standard error (no bootstrap):

@@ -7,38 +7,43 @@ the parameters that produced it, and, for up to `MAX_PER_EXAMPLE` examples, its 
 values in ``diagnostics["per_example"]`` (for paired comparisons between models).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from benchmark.datasets.base import Dataset
-from benchmark.evaluators import register_evaluator
+from benchmark.evaluators import Output, Results, register_evaluator
 from benchmark.evaluators._examples import bind_labels, evaluation_examples
 from metrics.ais import AISResult, HMCSettings, ais_log_likelihood
-from metrics.bdmc import bdmc_bounds
+from metrics.bdmc import bdmc_bounds, bdmc_warning
 from metrics.estimate import Estimate, mean_estimate
-from metrics.importance import effective_sample_size
 from metrics.nll import (
     ImportanceSampledLikelihood,
     bits_per_dim,
     importance_sampled_log_likelihood,
+    likelihood_warning,
     negative_log_likelihood_estimates,
 )
+from metrics.psis import MIN_TAIL
 from registry.base import LatentVariableModel
+from registry.estimators import effective_sample_size
 
 Split = Literal["train", "valid", "test"]
 VERSION = 1  # bump when numbers stop being comparable with older records
 MAX_PER_EXAMPLE = 10_000  # per-example values are recorded up to this many examples
 SIGNIFICANT_DIGITS = 6  # of each recorded per-example value
+MIN_PARETO_K = 5 * MIN_TAIL - 4  # the smallest K whose weights support a PSIS tail fit
 
 
 @dataclass(frozen=True)
 class NLLConfig:
-    """Settings of the ``nll`` evaluator (importance sampling, Burda et al. 2016)."""
+    """Settings of the ``nll`` evaluator (importance sampling, Burda et al. 2016).
+
+    Memory does not grow with K: the estimator streams its summaries over chunks of `chunk`
+    draws (`metrics.nll.importance_sampled_log_likelihood`), so K is bounded by time, not memory.
+    """
 
     k: int = 5000  # importance samples per example (Burda et al.: 5000; NVAE: 1000)
     chunk: int = 100  # samples drawn per pass; bounds memory, never changes K
@@ -47,58 +52,65 @@ class NLLConfig:
     num_examples: int | None = None  # first N examples of the split; None = all
     pareto_k: bool = True  # fit the PSIS k̂ tail diagnostic of each example's weights
 
+    def __post_init__(self) -> None:
+        for name in ("k", "chunk", "batch_size"):
+            _positive(getattr(self, name), name)
+        if self.pareto_k and self.k < MIN_PARETO_K:
+            raise ValueError(
+                f"Expected `k` to be at least {MIN_PARETO_K} for the PSIS k-hat diagnostic, but "
+                f"got {self.k}. Raise k, or set `pareto_k: false`."
+            )
+
 
 @dataclass(frozen=True)
-class AISConfig:
-    """Settings of the ``ais`` evaluator (Neal 2001; HMC settings of Cremer et al. 2018)."""
+class AISConfig(HMCSettings):
+    """Settings of the ``ais`` evaluator (Neal 2001; HMC settings of Cremer et al. 2018).
+
+    The HMC fields (``leapfrog_steps``, ``step_size``, ``target_accept``, ``adapt``) are
+    `metrics.ais.HMCSettings`'. The same examples are also scored by importance sampling with
+    `is_k` samples, so AIS and IS are compared on one sample (set it to the ``nll`` evaluator's k).
+    """
 
     chains: int = 16  # chains per datapoint (Cremer et al.: 100)
     steps: int = 500  # intermediate distributions T (Cremer et al.: 10,000)
-    leapfrog: int = 10  # leapfrog steps per HMC trajectory (Cremer et al.: 10)
-    step_size: float = 0.01  # initial leapfrog step size, then adapted (Cremer et al.: 0.01)
-    target_accept: float = 0.65  # acceptance rate the step size is steered to (Cremer et al.)
     init: Literal["prior", "encoder"] = "prior"  # pi_0: the prior (Cremer et al.) or q(z|x)
     schedule: Literal["linear", "sigmoid"] = "sigmoid"  # spacing of the betas
     split: Split = "test"
     num_examples: int | None = 100  # first N examples of the split; None = all
     batch_size: int = 100  # datapoints annealed together (memory only: C x B chains)
+    is_k: int = 5000  # importance samples of the IS NLL on the same examples
 
 
 @dataclass(frozen=True)
-class BDMCConfig:
+class BDMCConfig(HMCSettings):
     """Settings of the ``bdmc`` evaluator (Grosse et al. 2015), on data simulated by the model."""
 
     num_examples: int = 10  # simulated datapoints
     chains: int = 16  # chains per datapoint and direction
     steps: int = 500  # intermediate distributions T, in each direction
-    leapfrog: int = 10  # leapfrog steps per HMC trajectory
-    step_size: float = 0.01  # initial leapfrog step size, then adapted
-    target_accept: float = 0.65  # acceptance rate the step size is steered to
     init: Literal["prior", "encoder"] = "prior"  # pi_0, the non-posterior end of the path
     schedule: Literal["linear", "sigmoid"] = "sigmoid"  # spacing of the betas
 
 
-@register_evaluator("nll")
-def nll(
-    *, model: LatentVariableModel, dataset: Dataset, config: NLLConfig, seed: int
-) -> dict[str, Estimate]:
+NLL_OUTPUTS = (
+    Output("nll", "nats", False, other_kinds=("upper_bound",)),
+    Output("nll_bits_per_dim", "bits/dim", False, other_kinds=("upper_bound",)),
+    Output("iwae_bound", "nats", True),
+    Output("elbo", "nats", True),
+    Output("ess", "samples", None, "diagnostic"),
+)
+
+
+@register_evaluator("nll", outputs=NLL_OUTPUTS, version=VERSION)
+def nll(*, model: LatentVariableModel, dataset: Dataset, config: NLLConfig, seed: int) -> Results:
     """Return ``nll`` (nats), ``nll_bits_per_dim``, ``iwae_bound``, ``elbo`` and ``ess``.
 
     All from the same K importance samples per example; ``nll`` carries the ESS and PSIS k̂
-    summaries in its diagnostics.
+    summaries in its diagnostics, and their verdict in its warning.
     """
     model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
-    with _evaluation_mode(model):
-        result = importance_sampled_log_likelihood(
-            model,
-            x,
-            num_samples=config.k,
-            chunk_size=config.chunk,
-            batch_size=config.batch_size,
-            seed=seed,
-            pareto_k=config.pareto_k,
-        )
-    params = _params(config, dataset, seed, len(x), estimator="importance_sampling")
+    result = _importance_sampling(model, x, config.k, config.chunk, config.batch_size, seed)
+    params = _params(dataset, len(x), estimator="importance_sampling")
     estimates = negative_log_likelihood_estimates(
         result,
         num_dims=dataset.num_dims,
@@ -107,6 +119,20 @@ def nll(
     )
     per_example = _per_example_values(result, dataset)
     return {name: _finish(e, per_example[name]) for name, e in estimates.items()}
+
+
+def _importance_sampling(
+    model: LatentVariableModel, x: Tensor, k: int, chunk: int, batch_size: int, seed: int
+) -> ImportanceSampledLikelihood:
+    return importance_sampled_log_likelihood(
+        model,
+        x,
+        num_samples=k,
+        chunk_size=chunk,
+        batch_size=batch_size,
+        seed=seed,
+        pareto_k=k >= MIN_PARETO_K,
+    )
 
 
 def _per_example_values(result: ImportanceSampledLikelihood, dataset: Dataset) -> dict[str, Tensor]:
@@ -121,36 +147,53 @@ def _per_example_values(result: ImportanceSampledLikelihood, dataset: Dataset) -
     }
 
 
-@register_evaluator("ais")
-def ais(
-    *, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed: int
-) -> dict[str, Estimate]:
-    """Return ``ais_log_likelihood`` (a stochastic lower bound, nats) and ``ais_nll``."""
+@register_evaluator(
+    "ais",
+    outputs=(
+        Output("ais_log_likelihood", "nats", True),
+        Output("ais_nll", "nats", False),
+        Output("is_nll", "nats", False, other_kinds=("upper_bound",)),
+    ),
+    version=VERSION,
+)
+def ais(*, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed: int) -> Results:
+    """Return ``ais_log_likelihood`` and ``ais_nll`` (nats), and ``is_nll`` on the same examples.
+
+    ``is_nll`` is the importance-sampled NLL with `is_k` samples of exactly the examples AIS
+    scored (the first `num_examples` of the split, as for the ``nll`` evaluator), so AIS - IS
+    is a paired difference (in ``ais_nll``'s diagnostics) that mixes no sampling of examples.
+    """
     model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
-    hmc = HMCSettings(config.leapfrog, config.step_size, config.target_accept)
     batches = []
-    with _evaluation_mode(model), torch.random.fork_rng():
-        torch.manual_seed(seed)
-        batch_size = _positive(config.batch_size, "batch_size")
-        for start in range(0, len(x), batch_size):
-            rows = slice(start, start + batch_size)
-            batch_seed = int(torch.randint(2**62, ()))  # one stream per batch, drawn from `seed`
-            batches.append(
-                ais_log_likelihood(
-                    model.select(rows),
-                    x[rows],
-                    num_chains=config.chains,
-                    num_steps=config.steps,
-                    hmc=hmc,
-                    init=config.init,
-                    schedule=config.schedule,
-                    seed=batch_seed,
-                )
+    batch_size = _positive(config.batch_size, "batch_size")
+    for start in range(0, len(x), batch_size):
+        rows = slice(start, start + batch_size)
+        batch_seed = int(torch.randint(2**62, ()))  # one stream per batch, drawn from `seed`
+        batches.append(
+            ais_log_likelihood(
+                model.select(rows),
+                x[rows],
+                num_chains=config.chains,
+                num_steps=config.steps,
+                hmc=_hmc(config),
+                init=config.init,
+                schedule=config.schedule,
+                seed=batch_seed,
             )
-    log_likelihood = torch.cat([b.log_likelihood for b in batches])  # (N,)
-    log_likelihood = log_likelihood + dataset.log_likelihood_offset
-    params = _params(config, dataset, seed, len(x), estimator="ais")
-    kwargs = {"unit": "nats", "params": params, "diagnostics": _ais_diagnostics(batches, prefix="")}
+        )
+    offset = dataset.log_likelihood_offset
+    log_likelihood = torch.cat([b.log_likelihood for b in batches]) + offset  # (N,)
+    importance = _importance_sampling(model, x, config.is_k, 100, batch_size, seed)
+    is_nll = -(importance.log_likelihood + offset)  # (N,)
+    params = _params(dataset, len(x), estimator="ais")
+    diagnostics = _ais_diagnostics(batches, prefix="") | _paired(-log_likelihood - is_nll)
+    kwargs = {"unit": "nats", "params": params, "diagnostics": diagnostics}
+    is_estimate = mean_estimate(
+        is_nll,
+        unit="nats",
+        higher_is_better=False,
+        params={**params, "estimator": "importance_sampling", "k": config.is_k},
+    )
     return {
         "ais_log_likelihood": _finish(
             mean_estimate(log_likelihood, higher_is_better=True, **kwargs), log_likelihood
@@ -158,51 +201,123 @@ def ais(
         "ais_nll": _finish(
             mean_estimate(-log_likelihood, higher_is_better=False, **kwargs), -log_likelihood
         ),
+        "is_nll": _finish(
+            replace(
+                is_estimate,
+                kind="upper_bound" if importance.point_mass_proposal else "estimate",
+                warning=likelihood_warning(importance),
+            ),
+            is_nll,
+        ),
     }
 
 
-@register_evaluator("bdmc")
-def bdmc(
-    *, model: LatentVariableModel, dataset: Dataset, config: BDMCConfig, seed: int
-) -> dict[str, Estimate]:
+@register_evaluator(
+    "bdmc",
+    outputs=(
+        Output("bdmc_lower", "nats", None, "lower_bound"),
+        Output("bdmc_upper", "nats", None, "upper_bound"),
+        Output("bdmc_gap", "nats", False, "diagnostic"),
+    ),
+    version=VERSION,
+)
+def bdmc(*, model: LatentVariableModel, dataset: Dataset, config: BDMCConfig, seed: int) -> Results:
     """Return ``bdmc_lower``, ``bdmc_upper`` and ``bdmc_gap`` (nats) on data simulated by the model.
 
     The gap bounds the error of forward AIS with these settings on such data; the dataset only
-    supplies the offset and the record's context, since the data are simulated.
+    supplies the offset and the record's context, since the data are simulated. The runner
+    copies the gap onto the ``ais`` estimates of the same run when their settings match
+    (`certify_ais`).
     """
-    hmc = HMCSettings(config.leapfrog, config.step_size, config.target_accept)
     # A label-conditional model simulates p(x|y) for the labels of the split's first examples.
     model = bind_labels(model, dataset, "test", config.num_examples)
-    with _evaluation_mode(model):
-        result = bdmc_bounds(
-            model,
-            num_examples=config.num_examples,
-            num_chains=config.chains,
-            num_steps=config.steps,
-            hmc=hmc,
-            init=config.init,
-            schedule=config.schedule,
-            seed=seed,
-        )
-    params = _params(config, dataset, seed, config.num_examples, estimator="bdmc")
+    result = bdmc_bounds(
+        model,
+        num_examples=config.num_examples,
+        num_chains=config.chains,
+        num_steps=config.steps,
+        hmc=_hmc(config),
+        init=config.init,
+        schedule=config.schedule,
+        seed=seed,
+    )
+    params = _params(dataset, config.num_examples, estimator="bdmc")
     params["data"] = "simulated from the model: z ~ p(z), x ~ p(x|z)"
     diagnostics = _ais_diagnostics([result.lower], prefix="forward_") | _ais_diagnostics(
         [result.upper], prefix="reverse_"
     )
     values = {
-        "bdmc_lower": (result.lower.log_likelihood, None),
-        "bdmc_upper": (result.upper.log_likelihood, None),
-        "bdmc_gap": (result.gap, False),
+        "bdmc_lower": result.lower.log_likelihood,
+        "bdmc_upper": result.upper.log_likelihood,
+        "bdmc_gap": result.gap,
     }
-    return {
+    estimates = {
         name: _finish(
             mean_estimate(
-                v, unit="nats", higher_is_better=direction, params=params, diagnostics=diagnostics
+                v, unit="nats", higher_is_better=None, params=params, diagnostics=diagnostics
             ),
             v,
         )
-        for name, (v, direction) in values.items()
+        for name, v in values.items()
     }
+    estimates["bdmc_gap"] = replace(
+        estimates["bdmc_gap"], warning=bdmc_warning(estimates["bdmc_gap"].value)
+    )
+    return estimates
+
+
+# Settings that must agree for a BDMC gap to certify an AIS run (Grosse et al. 2015, Sec. 4).
+_AIS_SETTINGS = (
+    "chains",
+    "steps",
+    "leapfrog_steps",
+    "step_size",
+    "target_accept",
+    "adapt",
+    "init",
+    "schedule",
+)
+
+
+def certify_ais(
+    ais_results: dict[str, Estimate], bdmc_results: dict[str, Estimate]
+) -> dict[str, Estimate]:
+    """Return the ``ais`` estimates with the BDMC gap of the same run as their reliability.
+
+    Grosse et al. (2015): the gap between reverse and forward AIS on data simulated from the
+    model bounds the error of forward AIS with the same settings. When the settings match, the
+    gap goes into each AIS estimate's diagnostics and, above `metrics.bdmc.MAX_BDMC_GAP`, into
+    its warning; otherwise the estimates are returned with a note that the gap does not apply.
+    """
+    gap = bdmc_results.get("bdmc_gap")
+    if gap is None:
+        return ais_results
+    certified = {}
+    for name, estimate in ais_results.items():
+        if name == "is_nll":
+            certified[name] = estimate
+            continue
+        matches = all(estimate.params.get(k) == gap.params.get(k) for k in _AIS_SETTINGS)
+        diagnostics = {**estimate.diagnostics, "bdmc_gap": gap.value, "bdmc_gap_applies": matches}
+        warning = estimate.warning
+        if matches and gap.warning is not None:
+            warning = gap.warning if warning is None else f"{warning}; {gap.warning}"
+        certified[name] = replace(estimate, diagnostics=diagnostics, warning=warning)
+    return certified
+
+
+def _hmc(config: HMCSettings) -> HMCSettings:
+    return HMCSettings(config.leapfrog_steps, config.step_size, config.target_accept, config.adapt)
+
+
+def _paired(difference: Tensor) -> dict[str, float]:
+    """Return the mean and stderr of per-example AIS NLL - IS NLL (same examples)."""
+    n = len(difference)
+    stderr = difference.double().std().item() / n**0.5 if n > 1 else float("nan")
+    summary = {"ais_minus_is_nll_mean": difference.double().mean().item()}
+    if n > 1:
+        summary["ais_minus_is_nll_stderr"] = stderr
+    return summary
 
 
 def _ais_diagnostics(batches: list[AISResult], *, prefix: str) -> dict[str, float]:
@@ -220,19 +335,15 @@ def _ais_diagnostics(batches: list[AISResult], *, prefix: str) -> dict[str, floa
     }
 
 
-def _params(
-    config: Any, dataset: Dataset, seed: int, num_examples: int, *, estimator: str
-) -> dict[str, Any]:
+def _params(dataset: Dataset, num_examples: int, *, estimator: str) -> dict[str, Any]:
+    """Return the dataset context of a likelihood estimate (the settings are added by the
+    contract, `benchmark.evaluators`)."""
     return {
-        **asdict(config),
         "estimator": estimator,
-        "seed": seed,
         "num_examples": num_examples,
         "dataset": dataset.name,
-        "preprocessing": dataset.preprocessing,
         "eval_seed": dataset.eval_seed,
         "log_likelihood_offset": dataset.log_likelihood_offset,
-        "version": VERSION,
     }
 
 
@@ -245,26 +356,9 @@ def _finish(estimate: Estimate, values: Tensor) -> Estimate:
     diagnostics = dict(estimate.diagnostics)
     if len(values) <= MAX_PER_EXAMPLE:
         diagnostics["per_example"] = [float(f"{v:.{SIGNIFICANT_DIGITS}g}") for v in values.tolist()]
-    return Estimate(
-        estimate.value,
-        estimate.stderr,
-        estimate.n,
-        estimate.unit,
-        estimate.higher_is_better,
-        {**estimate.params, "unit": estimate.unit},
-        diagnostics,
+    return replace(
+        estimate, params={**estimate.params, "unit": estimate.unit}, diagnostics=diagnostics
     )
-
-
-@contextmanager
-def _evaluation_mode(model: LatentVariableModel) -> Iterator[None]:
-    """Put `model` in eval mode (no dropout or batch-norm updates), then restore its mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _positive(value: int, name: str) -> int:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from benchmark.datasets.base import Dataset
-from benchmark.evaluators import register_evaluator
+from benchmark.evaluators import Output, Results, register_evaluator
 from benchmark.evaluators._examples import bind_labels
 from benchmark.feature_networks import (
     FeatureNetwork,
@@ -26,7 +26,6 @@ from benchmark.feature_networks import (
     load_or_train_feature_network,
 )
 from benchmark.images import check_image_shape, prior_samples
-from metrics.estimate import Estimate
 from metrics.fid import extract_features, frechet_distance
 from metrics.kid import kernel_distance
 from metrics.precision_recall import precision, recall
@@ -69,10 +68,19 @@ def _reference_images(dataset: Dataset, config: SampleQualityConfig) -> Tensor:
     return images[: config.num_reference]
 
 
-@register_evaluator("sample_quality")
+@register_evaluator(
+    "sample_quality",
+    outputs=(
+        Output("fid", "squared feature distance", False, keyed=True),
+        Output("kid", "kernel units", False, keyed=True),
+        Output("precision", "fraction", True, keyed=True),
+        Output("recall", "fraction", True, keyed=True),
+    ),
+    version=2,  # 2: KID's stderr is None; its overlapping-subset spread is in diagnostics
+)
 def sample_quality(
     *, model: LatentVariableModel, dataset: Dataset, config: SampleQualityConfig, seed: int
-) -> dict[str, Estimate]:
+) -> Results:
     """Return FID, KID, precision and recall of prior samples against a split.
 
     Each metric is named after the feature network that produced it, e.g.
@@ -80,19 +88,20 @@ def sample_quality(
     the leaderboard must never put them in one column.
     """
     check_image_shape(dataset.data_shape)
-    network = _feature_network(dataset, config)
+    # A dataset feature network not cached yet is trained here, with its own seed: forked, so
+    # the samples below are the same whether or not it was cached.
+    with torch.random.fork_rng(), torch.enable_grad():
+        network = _feature_network(dataset, config)
     network.module.to(next(model.parameters()).device)
     # A label-conditional model generates for the labels of the reference images, in order.
     generator = bind_labels(model, dataset, config.reference_split, config.num_samples)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        generated = prior_samples(
-            generator,
-            config.num_samples,
-            temperature=config.temperature,
-            decoder_output=config.decoder_output,
-            batch_size=config.batch_size,
-        )
+    generated = prior_samples(
+        generator,
+        config.num_samples,
+        temperature=config.temperature,
+        decoder_output=config.decoder_output,
+        batch_size=config.batch_size,
+    )
     # Pixels outside [0, 1] (e.g. Gaussian decoder means) are not images; clip like the grids do.
     generated_features = extract_features(
         network.module, generated.clamp(0, 1), batch_size=config.batch_size
@@ -115,7 +124,7 @@ def sample_quality(
         "precision": precision(real_features, generated_features, k=config.pr_k),
         "recall": recall(real_features, generated_features, k=config.pr_k),
     }
-    shared = _shared_params(config, network, seed)
+    shared = _shared_params(network)
     feature_id = network.describe()["id"]
     return {
         f"{name}[{feature_id}]": dataclasses.replace(e, params={**shared, **e.params})
@@ -123,12 +132,8 @@ def sample_quality(
     }
 
 
-def _shared_params(
-    config: SampleQualityConfig, network: FeatureNetwork, seed: int
-) -> dict[str, Any]:
+def _shared_params(network: FeatureNetwork) -> dict[str, Any]:
     return {
-        **dataclasses.asdict(config),
-        "seed": seed,
         "feature_network": network.describe(),
         "clipped_to_unit_interval": True,
     }

@@ -1,4 +1,5 @@
-"""Tests of `metrics.importance`: log weights of any model, log-mean-exp, ESS, Bernoulli kernel."""
+"""Tests of `registry.estimators`: log weights and ELBO terms of any model, log-mean-exp, ESS,
+the fused Bernoulli kernel."""
 
 import math
 
@@ -9,17 +10,19 @@ import scipy.stats
 import torch
 from torch.distributions import Bernoulli, Independent
 
-import metrics.importance as importance
-from metrics.importance import (
+import registry.estimators as estimators
+from registry import create_model, list_models
+from registry.estimators import (
     bernoulli_log_prob,
     check_finite_log_weights,
     effective_sample_size,
+    elbo_terms,
+    iter_log_importance_weights,
     log_importance_weights,
     log_mean_exp,
     log_prob,
-    uses_base_densities,
+    uses_base_likelihood,
 )
-from registry import create_model, list_models
 from registry.trunks import Architecture
 from registry.vae import VAE
 
@@ -33,20 +36,25 @@ def build(name: str):
 
 
 def generic_log_weights(model, x, num_samples: int, chunk_size: int) -> torch.Tensor:
-    """The model's own ``log_importance_weights``, chunk by chunk: the path every model has."""
+    """log p(z) + log p(x|z) - log q from the model's three densities, chunk by chunk, unfused."""
     with torch.no_grad():
         sizes = [min(chunk_size, num_samples - s) for s in range(0, num_samples, chunk_size)]
-        return torch.cat([model.log_importance_weights(x, num_samples=k) for k in sizes])
+        chunks = []
+        for k in sizes:
+            z, log_q = model.sample_posterior(x, k)  # (k, B, D), (k, B)
+            chunks.append(model.log_prior(z) + model.log_likelihood(x, z) - log_q)
+        return torch.cat(chunks)
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_log_weights_equal_the_models_own_for_every_model(name, monkeypatch):
-    """Contract: for every registered model, the estimator's weights equal the model's own.
+def test_log_weights_equal_the_densities_composition_for_every_model(name, monkeypatch):
+    """Contract: for every registered model, the estimator's weights equal log p(z) + log p(x|z)
+    - log q composed from its densities.
 
-    Same seed, same draws: the blockwise/fused assembly must be the same estimator. Small
-    decode blocks (5 rows) exercise the blocking.
+    Same seed, same draws: a hierarchy's fused pass and the blockwise/fused Bernoulli assembly
+    must be the same estimator. Small decode blocks (5 rows) exercise the blocking.
     """
-    monkeypatch.setattr(importance, "DECODE_ROWS", 5)
+    monkeypatch.setattr(estimators, "DECODE_ROWS", 5)
     torch.manual_seed(0)
     model, shape = build(name)
     model.eval()
@@ -70,19 +78,50 @@ def test_exactly_k_samples_whatever_the_chunk(num_samples, chunk_size):
     assert len(torch.unique(log_w[:, 0])) == num_samples  # every draw is a fresh sample
 
 
-def test_base_density_detection():
-    """Contract: only models keeping the base densities take the blockwise path."""
+def test_base_likelihood_detection():
+    """Contract: a model with its own log p(x|z) is asked for it, not decoded blockwise."""
 
-    class OwnWeights(VAE):
-        def log_importance_weights(self, x, *, num_samples):
-            return torch.zeros(num_samples, len(x))
+    class OwnLikelihood(VAE):
+        def log_likelihood(self, x, z):
+            return torch.zeros(z.shape[:-1])
 
     arch = Architecture(hidden=(8,))
     plain = VAE((1, 4, 4), 2, arch, "bernoulli")
-    own = OwnWeights((1, 4, 4), 2, arch, "bernoulli")
-    assert uses_base_densities(plain) and not uses_base_densities(own)
+    own = OwnLikelihood((1, 4, 4), 2, arch, "bernoulli")
+    assert uses_base_likelihood(plain) and not uses_base_likelihood(own)
+    torch.manual_seed(0)
     log_w = log_importance_weights(own, torch.zeros(3, 1, 4, 4), num_samples=5, chunk_size=2)
-    assert torch.equal(log_w, torch.zeros(5, 3))
+    torch.manual_seed(0)
+    z, log_q = own.sample_posterior(torch.zeros(3, 1, 4, 4), 2)
+    torch.testing.assert_close(log_w[:2], own.log_prior(z) - log_q)
+
+
+def test_streamed_chunks_are_the_same_draws():
+    """Property: the chunk iterator yields exactly the weights of the whole-K call, in order."""
+    model = create_model("linear_vae", data_shape=(3,), latent_dim=2)
+    x = torch.randn(4, 3)
+    torch.manual_seed(5)
+    whole = log_importance_weights(model, x, num_samples=10, chunk_size=4)
+    torch.manual_seed(5)
+    chunks = list(iter_log_importance_weights(model, x, num_samples=10, chunk_size=4))
+    assert [len(c) for c in chunks] == [4, 4, 2]
+    assert torch.equal(torch.cat(chunks), whole)
+
+
+def test_elbo_terms_match_the_linear_gaussian_closed_form():
+    """Closed-form reference: rate is the Gaussian KL to N(0, I); reconstruction + KL average
+    to the ELBO, whose Monte Carlo mean matches the mean log weight on the same model."""
+    torch.manual_seed(0)
+    model = create_model("linear_vae", data_shape=(4,), latent_dim=2).eval()
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        reconstruction, kl = elbo_terms(model, x, num_samples=20_000)
+        q = model.encode(x)
+        loc, var = q.mean.double(), q.variance.double()
+        expected_kl = 0.5 * (var + loc**2 - 1 - var.log()).sum(-1)
+        elbo_mc = log_importance_weights(model, x, num_samples=20_000, chunk_size=5000).mean(0)
+    torch.testing.assert_close(kl.double(), expected_kl, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((reconstruction - kl).double(), elbo_mc.double(), rtol=0, atol=0.05)
 
 
 def test_log_mean_exp_matches_scipy_in_float64():

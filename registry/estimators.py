@@ -1,27 +1,30 @@
-"""Log importance weights and the importance-weighted bounds built on them.
+"""The estimators every loss and every metric shares: log importance weights and the ELBO terms.
 
-Every likelihood estimator in vaebench starts from `log_importance_weights`, which draws
-z ~ q(z|x) with the model's own ``sample_posterior`` in chunks over K, so memory stays bounded at
-K = 5000 while the number of samples is exactly K. A model that overrides
-``log_importance_weights`` or ``log_likelihood`` (a hierarchical model's fused top-down pass) is
-called through those methods unchanged. For every other model the weights are assembled here from
-the same three densities, ``log_prior(z) + log p(x|z) - log q``, with three changes that only
-affect speed: the decoder runs on blocks of `DECODE_ROWS` rows, so its activations stay in cache;
-independent Bernoulli pixels are scored from their logits in one fused pass (`log_prob`); and
-torch.distributions' argument validation runs on the first block only. The weights are equal
-to the model's own up to float rounding (tested for every registered model).
+They exist once, here at the bottom of the stack: `registry/` models call them in their training
+losses and `metrics/` calls them to evaluate, and neither has a copy. A model supplies densities
+and samplers only: ``draw_latents`` (z ~ q(z|x) with log q, and whatever densities its sampler
+computes on the way), ``log_prior`` and ``log_likelihood``. A hierarchy overrides those (one
+fused top-down pass gives z, log q, log p(z), log p(x|z) and the per-group KLs at once), never
+an estimator.
+
+For a model with the base densities the weights are assembled blockwise, with three changes that
+only affect speed: the decoder runs on blocks of `DECODE_ROWS` rows, so its activations stay in
+cache; independent Bernoulli pixels are scored from their logits in one fused pass (`log_prob`);
+and torch.distributions' argument validation runs on the first block only.
 """
 
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent
 
-from registry.base import LatentVariableModel
+if TYPE_CHECKING:
+    from registry.base import LatentDraws, LatentVariableModel
 
 # Decoder rows (samples x examples) per pass on the base-density path. 512 rows keep a 500-wide
 # MLP's activations and 784 logits per row (1.6 MB) in a 2 MB L2 cache, so the elementwise passes
@@ -31,13 +34,13 @@ from registry.base import LatentVariableModel
 DECODE_ROWS = 512
 
 
-@torch.no_grad()
 def log_importance_weights(
-    model: LatentVariableModel, x: Tensor, *, num_samples: int, chunk_size: int
+    model: "LatentVariableModel", x: Tensor, *, num_samples: int, chunk_size: int
 ) -> Tensor:
     """Return log w = log p(x, z) - log q(z|x) for K = `num_samples` draws z ~ q(z|x).
 
     Burda et al. (2016), Eq. 8. The draws are i.i.d.; `chunk_size` only bounds memory.
+    Differentiable through reparameterised draws (the IWAE loss calls it with grad enabled).
 
     Args:
         model: Any registered model.
@@ -48,50 +51,84 @@ def log_importance_weights(
     Returns:
         Tensor of shape ``(K, B)``, in the model's dtype.
     """
+    chunks = iter_log_importance_weights(model, x, num_samples=num_samples, chunk_size=chunk_size)
+    return torch.cat(list(chunks), dim=0)  # (K, B)
+
+
+def iter_log_importance_weights(
+    model: "LatentVariableModel", x: Tensor, *, num_samples: int, chunk_size: int
+) -> Iterator[Tensor]:
+    """Yield the K log weights of `log_importance_weights` chunk by chunk, ``(k, B)`` each.
+
+    The same draws in the same order as `log_importance_weights`, so a caller that summarises
+    each chunk (streaming log-mean-exp, ESS, k̂) holds one chunk in memory, whatever K is.
+    """
     _check_positive_int("num_samples", num_samples)
     _check_positive_int("chunk_size", chunk_size)
-    chunk_log_weights = (
-        _base_density_log_weights if uses_base_densities(model) else _model_log_weights
-    )
-    chunks = []
     for start in range(0, num_samples, chunk_size):
-        k = min(chunk_size, num_samples - start)
-        chunks.append(chunk_log_weights(model, x, k))  # (k, B)
-    return torch.cat(chunks, dim=0)  # (K, B)
+        draws = model.draw_latents(x, min(chunk_size, num_samples - start))
+        yield joint_log_density(model, x, draws) - draws.log_q  # (k, B)
 
 
-def uses_base_densities(model: LatentVariableModel) -> bool:
-    """Return whether `model` keeps the base ``log_importance_weights`` and ``log_likelihood``.
+def elbo_terms(
+    model: "LatentVariableModel", x: Tensor, *, num_samples: int
+) -> tuple[Tensor, Tensor]:
+    """Return per-example (E_q[log p(x|z)], KL(q(z|x) || p(z))), each ``(B,)``.
 
-    Such a model's log weights are exactly ``log_prior(z) + decode(z).log_prob(x) - log q``, so
-    they may be assembled blockwise here; any other model is asked for its own weights.
+    ELBO = reconstruction - KL (Kingma & Welling 2014, Eq. 3). The KL is analytic where the
+    model's sampler provides it (a rule registered for q and p, or a hierarchy's per-group KLs,
+    Vahdat & Kautz 2020, Eq. 2), else the Monte Carlo mean of log q - log p(z) over the draws.
+    Differentiable through reparameterised draws.
+
+    Args:
+        model: Any registered model.
+        x: Observations ``(B, *data_shape)``.
+        num_samples: Posterior draws for the expectation (and for a Monte Carlo KL).
     """
-    cls = type(model)
-    return (
-        cls.log_importance_weights is LatentVariableModel.log_importance_weights
-        and cls.log_likelihood is LatentVariableModel.log_likelihood
-    )
+    draws = model.draw_latents(x, num_samples)  # z (K, B, D)
+    log_likelihood = draws.log_likelihood
+    if log_likelihood is None:
+        log_likelihood = model.log_likelihood(x, draws.z)  # (K, B)
+    kl = draws.kl
+    if kl is None:
+        log_prior = draws.log_prior if draws.log_prior is not None else model.log_prior(draws.z)
+        kl = (draws.log_q - log_prior).mean(0)
+    return log_likelihood.mean(0), kl
 
 
-def _model_log_weights(model: LatentVariableModel, x: Tensor, num_samples: int) -> Tensor:
-    return model.log_importance_weights(x, num_samples=num_samples)  # (k, B)
+def joint_log_density(model: "LatentVariableModel", x: Tensor, draws: "LatentDraws") -> Tensor:
+    """Return log p(z) + log p(x|z) at the draws ``(k, B)``, reusing what the sampler computed.
 
-
-def _base_density_log_weights(model: LatentVariableModel, x: Tensor, num_samples: int) -> Tensor:
-    """Return the base-class log weights, decoding `DECODE_ROWS` rows at a time.
+    A model with the base ``log_likelihood`` is decoded in blocks of `DECODE_ROWS` rows, with the
+    fused Bernoulli kernel (`log_prob`).
 
     NOTE: torch.distributions' argument validation scans every parameter tensor (two passes over
     all logits, ~10% of the time). It runs as configured on the first block, where bad inputs or
     parameters raise exactly as on the generic path, and is off for the others: it cannot change
     their values, and non-finite weights are caught downstream (`check_finite_log_weights`).
     """
-    z, log_q = model.sample_posterior(x, num_samples)  # (k, B, D), (k, B)
+    log_prior = draws.log_prior if draws.log_prior is not None else model.log_prior(draws.z)
+    if draws.log_likelihood is not None:
+        return log_prior + draws.log_likelihood
+    if not uses_base_likelihood(model):
+        return log_prior + model.log_likelihood(x, draws.z)
     samples_per_block = max(1, DECODE_ROWS // max(1, len(x)))
-    first, *others = z.split(samples_per_block)  # (k_block, B, D) each
+    first, *others = draws.z.split(samples_per_block)  # (k_block, B, D) each
     log_likelihood = [log_prob(model.decode(first), x)]
     with argument_validation(False):
         log_likelihood += [log_prob(model.decode(z_block), x) for z_block in others]
-    return model.log_prior(z) + torch.cat(log_likelihood) - log_q  # (k, B)
+    return log_prior + torch.cat(log_likelihood)  # (k, B)
+
+
+def uses_base_likelihood(model: "LatentVariableModel") -> bool:
+    """Return whether `model` keeps the base ``log_likelihood`` = ``decode(z).log_prob(x)``.
+
+    Such a model's likelihood may be decoded blockwise here; any other model is asked for its
+    own ``log_likelihood``.
+    """
+    from registry.base import LatentVariableModel
+
+    return type(model).log_likelihood is LatentVariableModel.log_likelihood
 
 
 @contextmanager
@@ -143,6 +180,7 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor, *, event_dims: int) -> Tensor:
         x: ``(B, *event)``, broadcast over the leading dims of `logits`.
         event_dims: Number of trailing event dims summed over.
     """
+    # NOTE: in place is autograd-safe: softplus's backward reads its input, not its output.
     negative_terms = F.softplus(logits)  # (..., B, *event), written once and reused in place
     negative_terms.addcmul_(logits, x, value=-1.0)
     return -negative_terms.sum(dim=tuple(range(-event_dims, 0)))
