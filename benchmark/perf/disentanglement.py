@@ -1,21 +1,31 @@
-"""Time the six disentanglement scores with the study's defaults on one 10-d representation.
+"""Time the six disentanglement scores at the study's defaults: sequential against parallel.
 
-``python -m benchmark.perf disentanglement [--num-train N] [--num-eval M] [--scores a,b]``
+``python -m benchmark.perf disentanglement [--workers 2] [--factors toy|dsprites]
+[--representations identity,rotation,noise] [--num-train N] [--num-eval M]``
 
-The ground truth has dSprites' latent factor sizes (3, 6, 40, 32, 32), so the classifiers face
-the real numbers of classes, but observations are the factors themselves and the representation
-is a fixed linear map, so the timing is of the scores, not of an encoder or a renderer. With a
-real model the intervention scores add their encoder passes: BetaVAE encodes 15,000 x 128
-images, FactorVAE 10,000 + 15,000 x 64. Prints wall and CPU seconds per score; the CPU time is
-the steadier figure on a shared machine.
+The workload is the reference notes' toy (§6.1): five uniform factors of sizes (3, 6, 10, 16, 16)
+observed as ``class / (size - 1)``, scored through three representations (identity, a fixed
+rotation, independent noise), so that the time is the scores', not an encoder's or a renderer's.
+``--factors dsprites`` uses dSprites' latent factor sizes (3, 6, 40, 32, 32) instead. Two runs
+on the same codes, one after the other, both with one BLAS thread per process:
+
+- sequential: each score alone, drawing its own points and fitting its classifiers one by one
+  in this process (what `disentanglement_scores` did before it shared codes and used workers);
+- parallel: all six at once with ``--workers`` worker processes (the pool's start-up included).
+
+It prints each score's CPU seconds (in the parallel run: summed over all processes) and the
+total wall time of both, their ratio, the CPU model, and whether every value is identical; it
+exits with status 1 if one is not.
 """
 
 import argparse
 import os
+import platform
 import time
 from importlib.metadata import version
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from metrics.disentanglement import SCORES, disentanglement_scores
 from metrics.disentanglement.config import (
@@ -28,7 +38,7 @@ from metrics.disentanglement.config import (
     ScoreConfig,
 )
 
-DSPRITES_SIZES = (3, 6, 40, 32, 32)
+FACTOR_SIZES = {"toy": (3, 6, 10, 16, 16), "dsprites": (3, 6, 40, 32, 32)}
 
 
 class FactorGrid:
@@ -48,17 +58,32 @@ class FactorGrid:
         return (factors / (np.array(self.factor_sizes) - 1)).astype(np.float32)  # (N, K)
 
 
-def linear_representation(num_factors: int, num_codes: int, seed: int = 0):
-    """Return x -> x W with a fixed W: the first K codes nearly axis-aligned, the rest mixed."""
-    rng = np.random.RandomState(seed)
-    weights = np.concatenate(
-        [
-            np.eye(num_factors) + 0.1 * rng.randn(num_factors, num_factors),
-            rng.randn(num_factors, num_codes - num_factors),
-        ],
-        axis=1,
-    )  # (K, D)
-    return lambda x: x @ weights  # (N, D)
+class NoiseCodes:
+    """N(0, 1) codes independent of x from a private generator, rewound before each score."""
+
+    def __init__(self, num_codes: int, seed: int = 1) -> None:
+        self.num_codes, self.seed = num_codes, seed
+        self.restart()
+
+    def restart(self) -> None:
+        self.rng = np.random.RandomState(self.seed)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.rng.randn(len(x), self.num_codes)  # (N, D)
+
+
+def representations(names: list[str], num_factors: int) -> dict[str, object]:
+    """Return the named toy representations of ``num_factors``-dimensional observations."""
+    q, _ = np.linalg.qr(np.random.RandomState(0).randn(num_factors, num_factors))
+    known = {
+        "identity": lambda x: x,
+        "rotation": lambda x: (x - 0.5) @ q,  # (N, K) @ (K, K)
+        "noise": NoiseCodes(num_factors),
+    }
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"Expected representations among {sorted(known)}, but got {unknown}.")
+    return {name: known[name] for name in names}
 
 
 def paper_configs(num_train: int, num_eval: int) -> dict[str, ScoreConfig]:
@@ -75,29 +100,76 @@ def paper_configs(num_train: int, num_eval: int) -> dict[str, ScoreConfig]:
     }
 
 
+def cpu_model() -> str:
+    """Return the CPU's model name from /proc/cpuinfo (else what the platform says)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def sequential_run(data, reps, configs, seed) -> tuple[dict, dict[str, float], float]:
+    """Score each representation one score at a time in this process; values, CPU s, wall s."""
+    values, cpu, wall = {}, dict.fromkeys(configs, 0.0), time.perf_counter()
+    for rep_name, rep in reps.items():
+        for name, config in configs.items():
+            start = time.process_time()
+            values[rep_name, name] = disentanglement_scores(
+                data, rep, scores=[name], configs={name: config}, seed=seed, workers=1
+            )[name]
+            cpu[name] += time.process_time() - start
+    return values, cpu, time.perf_counter() - wall
+
+
+def parallel_run(data, reps, configs, seed, workers) -> tuple[dict, dict[str, float], float]:
+    """Score each representation with all scores at once and `workers` fitting processes."""
+    values, cpu, wall = {}, dict.fromkeys(configs, 0.0), time.perf_counter()
+    for rep_name, rep in reps.items():
+        seconds: dict[str, float] = {}
+        scores = disentanglement_scores(
+            data, rep, configs=configs, seed=seed, workers=workers, cpu_seconds=seconds
+        )
+        for name in configs:
+            values[rep_name, name] = scores[name]
+            cpu[name] += seconds[name]
+    return values, cpu, time.perf_counter() - wall
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmark.perf disentanglement")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--factors", choices=sorted(FACTOR_SIZES), default="toy")
+    parser.add_argument("--representations", default="identity,rotation,noise")
     parser.add_argument("--num-train", type=int, default=10_000)
     parser.add_argument("--num-eval", type=int, default=5_000)
     parser.add_argument("--scores", default=",".join(SCORES))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    data = FactorGrid(DSPRITES_SIZES)
-    representation = linear_representation(len(DSPRITES_SIZES), num_codes=10)
-    configs = paper_configs(args.num_train, args.num_eval)
+    sizes = FACTOR_SIZES[args.factors]
+    data = FactorGrid(sizes)
+    reps = representations(args.representations.split(","), len(sizes))
+    all_configs = paper_configs(args.num_train, args.num_eval)
+    configs = {name: all_configs[name] for name in args.scores.split(",")}
+    print(f"CPU: {cpu_model()}; {os.cpu_count()} logical CPUs; Python {platform.python_version()}")
     print(
-        f"factor sizes {DSPRITES_SIZES}, 10 codes, num_train {args.num_train}, num_eval "
-        f"{args.num_eval}, seed {args.seed}; {os.cpu_count()} CPUs, scikit-learn "
-        f"{version('scikit-learn')}, numpy {version('numpy')}"
+        f"scikit-learn {version('scikit-learn')}, numpy {version('numpy')}, "
+        f"joblib {version('joblib')}; factor sizes {sizes}; representations "
+        f"{', '.join(reps)}; num_train {args.num_train}, num_eval {args.num_eval}, seed {args.seed}"
     )
-    total_wall = total_cpu = 0.0
-    for name in args.scores.split(","):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = disentanglement_scores(
-            data, representation, scores=[name], configs={name: configs[name]}, seed=args.seed
-        )[name]
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        total_wall, total_cpu = total_wall + wall, total_cpu + cpu
-        values = ", ".join(f"{key} {value:.4f}" for key, value in result.items())
-        print(f"{name:<24} wall {wall:8.1f} s  cpu {cpu:8.1f} s  | {values}", flush=True)
-    print(f"{'total':<24} wall {total_wall:8.1f} s  cpu {total_cpu:8.1f} s")
+    with threadpool_limits(limits=1):  # one BLAS thread per process in both runs
+        sequential, seq_cpu, seq_wall = sequential_run(data, reps, configs, args.seed)
+        parallel, par_cpu, par_wall = parallel_run(data, reps, configs, args.seed, args.workers)
+    print(f"{'score':<24} {'sequential cpu s':>17} {f'{args.workers} workers cpu s':>17}")
+    for name in configs:
+        print(f"{name:<24} {seq_cpu[name]:17.1f} {par_cpu[name]:17.1f}")
+    print(f"{'total cpu':<24} {sum(seq_cpu.values()):17.1f} {sum(par_cpu.values()):17.1f}")
+    print(f"{'total wall':<24} {seq_wall:17.1f} {par_wall:17.1f}")
+    print(f"speed-up (sequential wall / parallel wall): {seq_wall / par_wall:.2f}x")
+    mismatches = [key for key in sequential if sequential[key] != parallel[key]]
+    print(f"values identical: {'yes' if not mismatches else f'NO, differ for {mismatches}'}")
+    if mismatches:
+        raise SystemExit(1)

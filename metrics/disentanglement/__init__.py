@@ -2,7 +2,8 @@
 
 Pure functions on codes ``(N, D)`` and factor classes ``(N, K)`` (MIG, SAP, DCI, modularity and
 explicitness), two intervention scores that render their own batches (BetaVAE, FactorVAE), and a
-driver that samples each score's points from a ground-truth dataset through a representation.
+driver that samples each score's points from a ground-truth dataset through a representation
+and fits the scores' classifiers, in parallel worker processes if asked.
 Definitions, defaults and the reference's known defects are in the reference notes
 (``disentanglement.md``); every deviation from disentanglement_lib is documented where it is made.
 """
@@ -23,18 +24,12 @@ from metrics.disentanglement.discretize import (
     discrete_mutual_information,
     histogram_discretize,
 )
-from metrics.disentanglement.driver import (
-    SCORES,
-    SampledRepresentation,
-    ScoreName,
-    disentanglement_scores,
-    mean_representation,
-    sampled_representation,
-)
+from metrics.disentanglement.driver import SCORES, ScoreName, disentanglement_scores
 from metrics.disentanglement.factor_vae_score import factor_vae_score
 from metrics.disentanglement.ground_truth import (
     GroundTruthData,
     Representation,
+    Restartable,
     sample_codes_and_factors,
 )
 from metrics.disentanglement.mig import mutual_information_gap
@@ -54,6 +49,7 @@ __all__ = [
     "MIGConfig",
     "ModularityExplicitnessConfig",
     "Representation",
+    "Restartable",
     "SAPConfig",
     "SampledRepresentation",
     "ScoreConfig",
@@ -76,3 +72,15 @@ __all__ = [
     "sampled_representation",
     "sap_score",
 ]
+
+# NOTE: the model representations need torch; they load on first use, so that the worker
+# processes fitting the classifiers (which import this package) never import torch.
+_TORCH_NAMES = ("SampledRepresentation", "mean_representation", "sampled_representation")
+
+
+def __getattr__(name: str) -> object:
+    if name in _TORCH_NAMES:
+        from metrics.disentanglement import representation
+
+        return getattr(representation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

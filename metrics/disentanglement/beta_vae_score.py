@@ -7,7 +7,9 @@ code tracks factor k, that code's difference is about 0 and the classifier finds
 depends on the code scale (reference notes §2.1).
 """
 
+import copy
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -53,6 +55,55 @@ def beta_vae_points(
     return np.stack(features), np.array(labels)
 
 
+def beta_vae_accuracies(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    *,
+    random_state: np.random.RandomState | int,
+) -> dict[str, float]:
+    """Fit the logistic regression on the training points; return both accuracies.
+
+    Args:
+        x_train: ``(P, D)`` mean absolute code differences; y_train: ``(P,)`` their factors.
+        x_eval: ``(Q, D)`` fresh points; y_eval: ``(Q,)`` their factors.
+        random_state: Passed to the classifier, as dlib does (lbfgs draws nothing from it).
+    """
+    classifier = LogisticRegression(C=1.0, max_iter=100, solver="lbfgs", random_state=random_state)
+    classifier.fit(x_train, y_train)
+    return {
+        "eval_accuracy": float(np.mean(classifier.predict(x_eval) == y_eval)),
+        "train_accuracy": float(np.mean(classifier.predict(x_train) == y_train)),
+    }
+
+
+def beta_vae_samples(
+    data: GroundTruthData,
+    representation: Representation,
+    *,
+    rng: np.random.RandomState,
+    config: BetaVAEScoreConfig,
+) -> dict[str, Any]:
+    """Draw the training points, then the evaluation points: `beta_vae_accuracies`' arguments.
+
+    The classifier gets `rng` as it stood after the training points, as in dlib, where it is
+    fitted before the evaluation points are drawn; lbfgs draws nothing from it, so fitting after
+    both draws (possibly in another process) gives the same classifier.
+    """
+    sizes = {"batch_size": config.batch_size, "rng": rng}
+    x_train, y_train = beta_vae_points(data, representation, num_points=config.num_train, **sizes)
+    fit_state = copy.deepcopy(rng)
+    x_eval, y_eval = beta_vae_points(data, representation, num_points=config.num_eval, **sizes)
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_eval": x_eval,
+        "y_eval": y_eval,
+        "random_state": fit_state,
+    }
+
+
 def beta_vae_score(
     data: GroundTruthData,
     representation: Representation,
@@ -71,15 +122,4 @@ def beta_vae_score(
     """
     check_ground_truth(data)
     config = config or BetaVAEScoreConfig()
-    x_train, y_train = beta_vae_points(
-        data, representation, num_points=config.num_train, batch_size=config.batch_size, rng=rng
-    )
-    classifier = LogisticRegression(C=1.0, max_iter=100, solver="lbfgs", random_state=rng)
-    classifier.fit(x_train, y_train)
-    x_eval, y_eval = beta_vae_points(
-        data, representation, num_points=config.num_eval, batch_size=config.batch_size, rng=rng
-    )
-    return {
-        "eval_accuracy": float(np.mean(classifier.predict(x_eval) == y_eval)),
-        "train_accuracy": float(np.mean(classifier.predict(x_train) == y_train)),
-    }
+    return beta_vae_accuracies(**beta_vae_samples(data, representation, rng=rng, config=config))

@@ -19,43 +19,48 @@ from metrics.disentanglement.ground_truth import check_train_test
 _EPSILON = 1e-11
 
 
-def gbt_importance_matrix(
+def gbt_factor_fit(
     codes_train: np.ndarray,
-    factors_train: np.ndarray,
+    y_train: np.ndarray,
     codes_test: np.ndarray,
-    factors_test: np.ndarray,
+    y_test: np.ndarray,
     *,
     random_state: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit one gradient-boosted tree classifier per factor on all codes.
+) -> tuple[np.ndarray, float, float]:
+    """Fit one gradient-boosted tree classifier of one factor on all codes.
 
     Args:
-        codes_train: ``(N, D)`` raw (unscaled) codes the classifiers are fitted on.
-        factors_train: ``(N, K)`` factor classes.
+        codes_train: ``(N, D)`` raw (unscaled) codes the classifier is fitted on.
+        y_train: ``(N,)`` classes of the factor.
         codes_test: ``(M, D)`` codes for the test accuracy.
-        factors_test: ``(M, K)`` factor classes.
-        random_state: Seed of every classifier (dlib leaves it unseeded).
+        y_test: ``(M,)`` classes of the factor.
+        random_state: Seed of the classifier (dlib leaves it unseeded).
 
     Returns:
-        The importance matrix R ``(D, K)`` (columns sum to 1, or 0 if no split was made), and the
-        train and test accuracies per factor, each ``(K,)``.
+        The factor's column of R ``(D,)`` (summing to 1, or 0 if no split was made), and the
+        train and test accuracies.
     """
-    num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
-    importance = np.zeros((num_codes, num_factors))
-    accuracy_train, accuracy_test = np.empty(num_factors), np.empty(num_factors)
-    for j in range(num_factors):
-        classifier = GradientBoostingClassifier(
-            n_estimators=100,
-            learning_rate=0.1,
-            max_depth=3,
-            subsample=1.0,
-            random_state=random_state,
-        )
-        classifier.fit(codes_train, factors_train[:, j])
-        importance[:, j] = np.abs(classifier.feature_importances_)
-        accuracy_train[j] = np.mean(classifier.predict(codes_train) == factors_train[:, j])
-        accuracy_test[j] = np.mean(classifier.predict(codes_test) == factors_test[:, j])
-    return importance, accuracy_train, accuracy_test
+    classifier = GradientBoostingClassifier(
+        n_estimators=100,
+        learning_rate=0.1,
+        max_depth=3,
+        subsample=1.0,
+        random_state=random_state,
+    )
+    classifier.fit(codes_train, y_train)
+    return (
+        np.abs(classifier.feature_importances_),
+        float(np.mean(classifier.predict(codes_train) == y_train)),
+        float(np.mean(classifier.predict(codes_test) == y_test)),
+    )
+
+
+def stack_factor_fits(
+    fits: list[tuple[np.ndarray, float, float]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return R ``(D, K)`` and the accuracies ``(K,)`` from one `gbt_factor_fit` per factor."""
+    importance = np.stack([fit[0] for fit in fits], axis=1)  # K x (D,) -> (D, K)
+    return importance, np.array([fit[1] for fit in fits]), np.array([fit[2] for fit in fits])
 
 
 def dci_disentanglement(importance: np.ndarray) -> float:
@@ -89,6 +94,33 @@ def _share(importance: np.ndarray, *, axis: int) -> np.ndarray:
     return importance.sum(axis=axis) / importance.sum()
 
 
+def check_dci_inputs(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the checked splits (`check_train_test`); raise unless D, K >= 2."""
+    splits = check_train_test(codes_train, factors_train, codes_test, factors_test)
+    if splits[0].shape[1] < 2 or splits[1].shape[1] < 2:
+        raise ValueError(
+            "Expected at least 2 codes and 2 factors (entropies use log base D and K), but got "
+            f"{splits[0].shape[1]} codes and {splits[1].shape[1]} factors."
+        )
+    return splits
+
+
+def dci_from_fits(fits: list[tuple[np.ndarray, float, float]]) -> dict[str, float]:
+    """Return DCI's four values from one `gbt_factor_fit` per factor, in factor order."""
+    importance, accuracy_train, accuracy_test = stack_factor_fits(fits)
+    return {
+        "disentanglement": dci_disentanglement(importance),
+        "completeness": dci_completeness(importance),
+        "informativeness_train": float(accuracy_train.mean()),
+        "informativeness_test": float(accuracy_test.mean()),
+    }
+
+
 def dci(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -106,20 +138,17 @@ def dci(
         ``disentanglement``, ``completeness``, ``informativeness_train`` and
         ``informativeness_test`` (mean accuracy over factors).
     """
-    codes_train, factors_train, codes_test, factors_test = check_train_test(
+    codes_train, factors_train, codes_test, factors_test = check_dci_inputs(
         codes_train, factors_train, codes_test, factors_test
     )
-    if codes_train.shape[1] < 2 or factors_train.shape[1] < 2:
-        raise ValueError(
-            "Expected at least 2 codes and 2 factors (entropies use log base D and K), but got "
-            f"{codes_train.shape[1]} codes and {factors_train.shape[1]} factors."
+    fits = [
+        gbt_factor_fit(
+            codes_train,
+            factors_train[:, j],
+            codes_test,
+            factors_test[:, j],
+            random_state=random_state,
         )
-    importance, accuracy_train, accuracy_test = gbt_importance_matrix(
-        codes_train, factors_train, codes_test, factors_test, random_state=random_state
-    )
-    return {
-        "disentanglement": dci_disentanglement(importance),
-        "completeness": dci_completeness(importance),
-        "informativeness_train": float(accuracy_train.mean()),
-        "informativeness_test": float(accuracy_test.mean()),
-    }
+        for j in range(factors_train.shape[1])
+    ]
+    return dci_from_fits(fits)

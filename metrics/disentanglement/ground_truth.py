@@ -11,16 +11,25 @@ render", so a dataset whose rendering draws noise or colours stays in step with 
 """
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-from torch import Tensor
+
+if TYPE_CHECKING:  # NOTE: no runtime torch import, so classifier workers start without it
+    from torch import Tensor
 
 Representation = Callable[[np.ndarray], np.ndarray]  # (N, *observation_shape) -> (N, D)
 
 # Observations handed to the representation in one call; large calls amortise an encoder's
 # per-call cost, and the numpy random stream does not depend on this (encoding draws nothing).
 ENCODE_CHUNK_SIZE = 1024
+
+
+@runtime_checkable
+class Restartable(Protocol):
+    """A stateful representation (e.g. sampled codes) that can rewind to its first draw."""
+
+    def restart(self) -> None: ...
 
 
 @runtime_checkable
@@ -49,7 +58,7 @@ class GroundTruthData(Protocol):
 
     def sample_observations_from_factors(
         self, factors: np.ndarray, rng: np.random.RandomState
-    ) -> np.ndarray | Tensor:
+    ) -> "np.ndarray | Tensor":
         """Render ``(num, K)`` factor classes as ``(num, *observation_shape)`` float32."""
         ...
 
@@ -78,7 +87,7 @@ def check_ground_truth(data: object) -> None:
 def render(data: GroundTruthData, factors: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     """Return the observations of `factors` as a float32 array ``(n, *observation_shape)``."""
     x = data.sample_observations_from_factors(factors, rng)
-    x = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # a torch Tensor
     expected = (len(factors), *tuple(data.observation_shape))
     if x.shape != expected:
         raise ValueError(

@@ -86,6 +86,37 @@ def _macro_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, columns: n
     return float(roc_auc_score(one_hot[:, present], scores[:, present], average="macro"))
 
 
+def check_modularity_inputs(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the checked splits (`check_train_test`); raise unless K >= 2."""
+    splits = check_train_test(codes_train, factors_train, codes_test, factors_test)
+    if splits[1].shape[1] < 2:
+        raise ValueError(f"Expected at least 2 factors, but got {splits[1].shape[1]}.")
+    return splits
+
+
+def histogram_modularity(codes: np.ndarray, factors: np.ndarray, *, num_bins: int) -> float:
+    """Return `modularity` of the plug-in MI between binned codes ``(N, D)`` and factors."""
+    labels = histogram_discretize(codes, num_bins=num_bins)
+    return modularity(discrete_mutual_information(labels, factors))
+
+
+def modularity_explicitness_from_parts(
+    modularity_score: float, explicitness: list[tuple[float, float]]
+) -> dict[str, float]:
+    """Return the three values from modularity and one (train, test) explicitness per factor."""
+    per_factor = np.array(explicitness)  # (K, 2): train, test
+    return {
+        "modularity_score": modularity_score,
+        "explicitness_score_train": float(per_factor[:, 0].mean()),
+        "explicitness_score_test": float(per_factor[:, 1].mean()),
+    }
+
+
 def modularity_explicitness(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -102,27 +133,20 @@ def modularity_explicitness(
     Returns:
         ``modularity_score``, ``explicitness_score_train`` and ``explicitness_score_test``.
     """
-    codes_train, factors_train, codes_test, factors_test = check_train_test(
+    codes_train, factors_train, codes_test, factors_test = check_modularity_inputs(
         codes_train, factors_train, codes_test, factors_test
     )
-    if factors_train.shape[1] < 2:
-        raise ValueError(f"Expected at least 2 factors, but got {factors_train.shape[1]}.")
-    labels = histogram_discretize(codes_train, num_bins=num_bins)
     scaled_train, scaled_test = standardize(codes_train, codes_test)
-    explicitness = np.array(
-        [
-            explicitness_per_factor(
-                scaled_train,
-                factors_train[:, j],
-                scaled_test,
-                factors_test[:, j],
-                random_state=random_state,
-            )
-            for j in range(factors_train.shape[1])
-        ]
-    )  # (K, 2): train, test
-    return {
-        "modularity_score": modularity(discrete_mutual_information(labels, factors_train)),
-        "explicitness_score_train": float(explicitness[:, 0].mean()),
-        "explicitness_score_test": float(explicitness[:, 1].mean()),
-    }
+    explicitness = [
+        explicitness_per_factor(
+            scaled_train,
+            factors_train[:, j],
+            scaled_test,
+            factors_test[:, j],
+            random_state=random_state,
+        )
+        for j in range(factors_train.shape[1])
+    ]
+    return modularity_explicitness_from_parts(
+        histogram_modularity(codes_train, factors_train, num_bins=num_bins), explicitness
+    )

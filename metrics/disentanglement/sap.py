@@ -20,6 +20,34 @@ from metrics.disentanglement.ground_truth import check_train_test
 _MIN_CODE_VARIANCE = 1e-12
 
 
+def discrete_sap_row(
+    code_train: np.ndarray,
+    factors_train: np.ndarray,
+    code_test: np.ndarray,
+    factors_test: np.ndarray,
+    *,
+    random_state: int,
+) -> np.ndarray:
+    """Return the test accuracy of a one-code linear SVM for each factor, shape ``(K,)``.
+
+    Args:
+        code_train: ``(N,)`` one code, the classifiers' only feature.
+        factors_train: ``(N, K)`` factor classes.
+        code_test: ``(M,)`` the same code on the test points.
+        factors_test: ``(M, K)`` factor classes.
+        random_state: Seed passed to every classifier.
+    """
+    scores = np.empty(factors_train.shape[1])
+    for j in range(factors_train.shape[1]):
+        # dual=False is what dlib's default `dual="auto"` picks for N > 1 sample per feature.
+        classifier = LinearSVC(
+            C=0.01, class_weight="balanced", dual=False, random_state=random_state
+        )
+        classifier.fit(code_train[:, None], factors_train[:, j])  # (N, 1) one feature
+        scores[j] = np.mean(classifier.predict(code_test[:, None]) == factors_test[:, j])
+    return scores
+
+
 def discrete_sap_matrix(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -37,17 +65,17 @@ def discrete_sap_matrix(
         factors_test: ``(M, K)`` factor classes.
         random_state: Seed passed to every classifier.
     """
-    scores = np.empty((codes_train.shape[1], factors_train.shape[1]))
-    for i in range(codes_train.shape[1]):
-        for j in range(factors_train.shape[1]):
-            # dual=False is what dlib's default `dual="auto"` picks for N > 1 sample per feature.
-            classifier = LinearSVC(
-                C=0.01, class_weight="balanced", dual=False, random_state=random_state
-            )
-            classifier.fit(codes_train[:, i : i + 1], factors_train[:, j])  # (N, 1) one feature
-            predictions = classifier.predict(codes_test[:, i : i + 1])
-            scores[i, j] = np.mean(predictions == factors_test[:, j])
-    return scores
+    rows = [
+        discrete_sap_row(
+            codes_train[:, i],
+            factors_train,
+            codes_test[:, i],
+            factors_test,
+            random_state=random_state,
+        )
+        for i in range(codes_train.shape[1])
+    ]
+    return np.stack(rows)  # D x (K,) -> (D, K)
 
 
 def continuous_sap_matrix(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -71,6 +99,24 @@ def top_two_gap(scores: np.ndarray) -> float:
     return float(np.mean(top_two[0] - top_two[1]))
 
 
+def check_sap_inputs(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the checked splits (`check_train_test`); raise unless D >= 2."""
+    splits = check_train_test(codes_train, factors_train, codes_test, factors_test)
+    if splits[0].shape[1] < 2:
+        raise ValueError(f"Expected at least 2 codes for a gap, but got {splits[0].shape[1]}.")
+    return splits
+
+
+def sap_from_matrices(discrete: np.ndarray, continuous: np.ndarray) -> dict[str, float]:
+    """Return both SAP variants from their score matrices, each ``(D, K)``."""
+    return {"SAP_score": top_two_gap(discrete), "SAP_score_continuous": top_two_gap(continuous)}
+
+
 def sap_score(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -85,15 +131,10 @@ def sap_score(
         ``SAP_score`` (discrete, the study's headline) and ``SAP_score_continuous`` (R^2 on the
         training points; the test points are not used).
     """
-    codes_train, factors_train, codes_test, factors_test = check_train_test(
+    codes_train, factors_train, codes_test, factors_test = check_sap_inputs(
         codes_train, factors_train, codes_test, factors_test
     )
-    if codes_train.shape[1] < 2:
-        raise ValueError(f"Expected at least 2 codes for a gap, but got {codes_train.shape[1]}.")
     discrete = discrete_sap_matrix(
         codes_train, factors_train, codes_test, factors_test, random_state=random_state
     )
-    return {
-        "SAP_score": top_two_gap(discrete),
-        "SAP_score_continuous": top_two_gap(continuous_sap_matrix(codes_train, factors_train)),
-    }
+    return sap_from_matrices(discrete, continuous_sap_matrix(codes_train, factors_train))
