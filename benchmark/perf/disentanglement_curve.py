@@ -39,7 +39,7 @@ from torch.distributions import Normal, kl_divergence
 from benchmark.datasets import create_dataset
 from benchmark.spec import RunSpec
 from benchmark.suite import load_suite
-from benchmark.trainer import train
+from benchmark.trainer import resolve_device, train
 from metrics.disentanglement import DCIConfig, MIGConfig, disentanglement_scores
 from metrics.disentanglement.representation import mean_representation
 from registry import create_model
@@ -90,7 +90,7 @@ def checkpoint_values(
         workers=args.workers,
     )
     x = dataset.evaluation_data("test")[: args.num_recon]
-    reconstruction, kl = reconstruction_and_kl(model, x)
+    reconstruction, kl = reconstruction_and_kl(model, x.to(next(model.parameters()).device))
     return {
         "discrete_mig": scores["mig"]["discrete_mig"],
         "dci_disentanglement": scores["dci"]["disentanglement"],
@@ -115,9 +115,11 @@ def run_curve(spec: RunSpec, steps: list[int], out: Path, args: argparse.Namespa
         data_shape=dataset.data_shape,
         **{k: v for k, v in spec.model.items() if k != "name"},
     )
+    device = resolve_device(args.device)
+    model.to(device)
     checkpoint = out / "checkpoints" / f"{spec.name}.pt"
     checkpoint.unlink(missing_ok=True)  # NOTE: a curve always starts from initialisation
-    rows, x_first = [], dataset.evaluation_data("test")[:1]
+    rows, x_first = [], dataset.evaluation_data("test")[:1].to(device)
     for step in [0, *steps]:
         started = time.perf_counter()
         if step > 0:
@@ -127,6 +129,7 @@ def run_curve(spec: RunSpec, steps: list[int], out: Path, args: argparse.Namespa
                 dataset,
                 train_spec,
                 seed=spec.seed,
+                device=device,
                 checkpoint_path=checkpoint,
                 progress=False,
             )
@@ -184,6 +187,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--num-recon", type=int, default=1000, help="test images")
     parser.add_argument("--workers", type=int, default=1, help="processes fitting DCI's trees")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
         "--set", action="append", default=[], help="override in the suite runs, e.g. train.lr=1e-4"
     )
