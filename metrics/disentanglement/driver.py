@@ -90,14 +90,9 @@ def _restarted(representation: Representation) -> Representation:
 
 def _split_sizes(config: ScoreConfig) -> tuple[int, ...]:
     """Return the sizes of the splits a sampled score draws, in drawing order."""
-    return (
-        (config.num_train,)
-        if isinstance(config, MIGConfig)
-        else (
-            config.num_train,
-            config.num_test,
-        )
-    )
+    if isinstance(config, MIGConfig):
+        return (config.num_train,)
+    return (config.num_train, config.num_test)
 
 
 def shared_splits(
