@@ -212,8 +212,7 @@ def save_run_images(
         seed: Seed of the prior draws.
     """
     directory = Path(directory)
-    return {
-        "samples": prior_samples_grid(model, directory / "samples.png", 64, seed),
+    grids = {
         "reconstructions": reconstructions_grid(
             model.select(slice(0, 16)), x[:16], directory / "reconstructions.png"
         ),
@@ -221,3 +220,6 @@ def save_run_images(
             model.select(slice(0, 1)), x[:1], directory / "traversals.png"
         ),
     }
+    if model.has_prior:  # a model without p(z) (concrete autoencoder) has no samples
+        grids["samples"] = prior_samples_grid(model, directory / "samples.png", 64, seed)
+    return grids

@@ -79,12 +79,16 @@ class LatentVariableModel(nn.Module):
             likelihood metrics are still defined from the distributions, and the report flags it.
         continuous_latents: False when z is discrete; metrics that move z along gradients
             (AIS, local q* optimisation) then raise `LikelihoodUndefined`.
+        has_prior: False when the model defines no p(z) (the concrete autoencoder): its
+            ``prior()`` raises `LikelihoodUndefined`, so every metric that needs p(z) (ELBO, NLL,
+            AIS, BDMC, gaps, collapse diagnostics, samples) is n/a with that reason.
         conditions_on_labels: True for models of p(x|y) (the CVAE): the trainer and the
             evaluators then bind each batch's labels with `conditioned_on`.
     """
 
     trains_on_likelihood_bound: bool = True
     continuous_latents: bool = True  # False for discrete codes (VQ-VAE): no gradients in z
+    has_prior: bool = True  # False: no p(z), so `prior()` raises `LikelihoodUndefined`
     # True for models of p(x|y) that the harness must train and score on (x, label) pairs.
     conditions_on_labels: bool = False
     # Adam settings for `auxiliary_parameters()` (e.g. FactorVAE: lr 1e-4, betas (0.5, 0.9)).

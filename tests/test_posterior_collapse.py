@@ -26,6 +26,7 @@ from benchmark.evaluators.inference import PosteriorCollapseConfig
 from metrics.estimate import Estimate, NotDefined
 from metrics.posterior_collapse import kl_per_dimension, posterior_collapse
 from registry import create_model, list_models
+from registry.base import LikelihoodUndefined
 from registry.linear_vae import LinearVAE
 
 LATENT_DIM, DATA_DIM, NOISE_STD = 2, 5, 0.7
@@ -249,6 +250,10 @@ def test_every_model_gets_collapse_diagnostics(name):
     torch.manual_seed(0)
     model = small_model(name)
     x = torch.bernoulli(torch.full((12, *model.data_shape), 0.5))
+    if not model.has_prior:  # the KL to a prior that does not exist
+        with pytest.raises(LikelihoodUndefined):
+            posterior_collapse(model, x, num_samples=2, batch_size=6, chunk_size=5)
+        return
     results = posterior_collapse(model, x, num_samples=2, batch_size=6, chunk_size=5)
     assert set(results) == {"kl_per_dim", "rate", "distortion", "mutual_information", "marginal_kl"}
     estimates = [r for r in results.values() if isinstance(r, Estimate)]

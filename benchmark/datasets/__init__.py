@@ -52,6 +52,7 @@ def resolve_dataset_settings(name: str, settings: dict[str, Any]) -> dict[str, A
 # import line below (e.g. the ground-truth datasets: dsprites).
 from benchmark.datasets import digits, fashion_mnist, linear_gaussian, mnist  # noqa: E402, F401  isort: skip
 from benchmark.datasets import dsprites, toy_factors  # noqa: E402, F401  isort: skip
+from benchmark.datasets import low_dim  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "DATASETS",
