@@ -64,6 +64,8 @@ class EvidentialCVAE(ConditionalVAE):
         likelihood: Observation model.
         num_classes: Number of label classes C.
         prior_sparsification: ``evidential`` to evaluate with the sparsified prior.
+        decoder_sees_label: Condition p(x|z, y) on y too; else p(x|z), and the latent classes
+            must carry the label's modes.
     """
 
     continuous_latents = False
@@ -78,17 +80,19 @@ class EvidentialCVAE(ConditionalVAE):
         likelihood: LikelihoodName,
         num_classes: int,
         prior_sparsification: SparsificationName,
+        decoder_sees_label: bool,
     ) -> None:
         # NOTE: skips ConditionalVAE.__init__ (Gaussian heads) but keeps its label handling.
         LatentVariableModel.__init__(self, data_shape, num_latent_classes)
         self.num_classes, self.sparsification = num_classes, prior_sparsification
+        self.decoder_sees_label = decoder_sees_label
         self.likelihood = create_likelihood(likelihood, self.data_shape)
         inputs = (math.prod(self.data_shape) + num_classes,)
         self.encoder = build_encoder(inputs, architecture, num_latent_classes)
         self.decoder = build_decoder(
             self.data_shape,
             architecture,
-            num_latent_classes + num_classes,
+            num_latent_classes + (num_classes if decoder_sees_label else 0),
             self.likelihood.num_params,
         )
         self.prior_features = nn.Sequential(nn.Linear(num_classes, prior_hidden), nn.ReLU())
@@ -144,6 +148,11 @@ class EvidentialCVAE(ConditionalVAE):
         inputs = torch.cat([x.flatten(start_dim=1), c], dim=-1)  # (B, prod(data_shape) + C)
         return OneHotCategoricalStraightThrough(logits=self._restrict(self.encoder(inputs), c))
 
+    def conditional_decode(self, z: Tensor, c: Tensor) -> Distribution:
+        if self.decoder_sees_label:
+            return super().conditional_decode(z, c)
+        return self.likelihood(self.decoder(z))
+
     def class_log_likelihoods(self, x: Tensor, c: Tensor) -> Tensor:
         """Return log p(x|z = k, c) for every latent class k, ``(K, B)``."""
         every_class = torch.eye(self.latent_dim, device=x.device)[:, None, :]  # (K, 1, K)
@@ -176,6 +185,7 @@ def _build(
     likelihood: LikelihoodName,
     num_classes: int,
     prior_sparsification: SparsificationName,
+    decoder_sees_label: bool,
 ) -> EvidentialCVAE:
     if architecture.trunk != "mlp":
         raise ValueError(
@@ -196,6 +206,7 @@ def _build(
         likelihood,
         num_classes,
         prior_sparsification,
+        decoder_sees_label,
     )
 
 
@@ -209,6 +220,7 @@ def evidential_cvae(
     likelihood: LikelihoodName = "bernoulli",
     num_classes: int = 10,
     prior_sparsification: SparsificationName = "none",
+    decoder_sees_label: bool = False,
 ) -> EvidentialCVAE:
     """Build a categorical-latent CVAE whose prior can be sparsified (Itkina et al. 2020)."""
     return _build(
@@ -219,6 +231,7 @@ def evidential_cvae(
         likelihood,
         num_classes,
         prior_sparsification,
+        decoder_sees_label,
     )
 
 

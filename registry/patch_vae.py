@@ -76,7 +76,7 @@ class OccurrenceAppearance(Distribution):
         uniform = torch.rand(*sample_shape, *logits.shape, device=logits.device).clamp(1e-6, 1 - 1e-6)
         relaxed = torch.sigmoid((logits + uniform.log() - (-uniform).log1p()) / self.temperature)
         hard = (relaxed > 0.5).to(relaxed.dtype)  # an exact Bernoulli(sigmoid(logits)) draw
-        occurrence = hard + relaxed - relaxed.detach()  # straight-through gradient
+        occurrence = hard + (relaxed - relaxed.detach())  # straight-through; exact 0 added
         loc, scale = self.appearance.loc, self.appearance.scale
         appearance = loc + scale * torch.randn(*sample_shape, *loc.shape, device=loc.device)
         return torch.cat([occurrence, appearance], dim=-1)
