@@ -71,7 +71,7 @@ def test_likelihood_metrics_are_not_defined(tmp_path):
             "train": {"steps": 5, "batch_size": 32},
             "eval": {
                 "elbo": {"num_examples": 20},
-                "nll": {"k": 5, "chunk": 5, "num_examples": 20},
+                "nll": {"k": 30, "chunk": 30, "num_examples": 20},
                 "active_units": {"num_examples": 40},
                 "linear_probe": {"num_labels": 100, "num_valid": 50, "num_test": 50},
             },
