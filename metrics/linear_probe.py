@@ -103,7 +103,9 @@ def linear_probe_accuracy(
         params=params,
         diagnostics=diagnostics,
     )
-    return replace(estimate, warning=_probe_warning(len(train.labels), classes, best, regularisations))
+    return replace(
+        estimate, warning=_probe_warning(len(train.labels), classes, best, regularisations)
+    )
 
 
 def _probe_warning(
@@ -117,4 +119,3 @@ def _probe_warning(
     if len(regularisations) > 1 and best in (min(regularisations), max(regularisations)):
         return f"the regularisation chosen, C = {best}, is on the edge of the grid searched."
     return None
-

@@ -73,7 +73,9 @@ class OccurrenceAppearance(Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         logits = self.occurrence.logits
-        uniform = torch.rand(*sample_shape, *logits.shape, device=logits.device).clamp(1e-6, 1 - 1e-6)
+        uniform = torch.rand(*sample_shape, *logits.shape, device=logits.device).clamp(
+            1e-6, 1 - 1e-6
+        )
         relaxed = torch.sigmoid((logits + uniform.log() - (-uniform).log1p()) / self.temperature)
         hard = (relaxed > 0.5).to(relaxed.dtype)  # an exact Bernoulli(sigmoid(logits)) draw
         occurrence = hard + (relaxed - relaxed.detach())  # straight-through; exact 0 added

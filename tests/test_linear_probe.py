@@ -24,7 +24,9 @@ def label_data(num: int, classes: int, seed: int) -> np.ndarray:
 
 
 def probe(train, valid, test, **settings) -> Estimate:
-    return linear_probe_accuracy(train, valid, test, regularisations=GRID, seed=0, max_iter=500, **settings)
+    return linear_probe_accuracy(
+        train, valid, test, regularisations=GRID, seed=0, max_iter=500, **settings
+    )
 
 
 def test_a_representation_linear_in_the_label_scores_near_one():
@@ -50,7 +52,9 @@ def test_noise_scores_at_chance():
     train, valid, test = (label_data(n, 4, s) for n, s in ((400, 4), (400, 5), (4000, 6)))
     result = probe(*(split_of(rng.standard_normal((len(y), 8)), y) for y in (train, valid, test)))
     assert abs(result.value - 0.25) < 3 * result.stderr, (result.value, result.stderr)
-    assert result.stderr == pytest.approx(np.sqrt(result.value * (1 - result.value) / 3999), rel=1e-6)
+    assert result.stderr == pytest.approx(
+        np.sqrt(result.value * (1 - result.value) / 3999), rel=1e-6
+    )
 
 
 def test_matches_scikit_learn_with_the_chosen_regularisation():

@@ -13,7 +13,8 @@ from registry import create_model
 
 def test_linear_subspace_data_lie_on_the_recorded_subspace():
     """Closed form: the basis is orthonormal, the projection of x off span(U) is the noise alone
-    (per-coordinate variance sigma^2 within 10%), and the in-subspace covariance is I_d + sigma^2."""
+    (per-coordinate variance sigma^2 within 10%), and the in-subspace covariance is
+    (1 + sigma^2) I_d."""
     dataset = create_dataset("linear_subspace", intrinsic_dim=3, data_dim=12, noise_std=0.1)
     basis = np.array(dataset.info["basis"])  # (D, d)
     np.testing.assert_allclose(basis.T @ basis, np.eye(3), atol=1e-12)

@@ -3,8 +3,12 @@
 import pytest
 import torch
 
+from benchmark.datasets import create_dataset
+from benchmark.spec import TrainSpec
+from benchmark.trainer import train
 from registry import create_model
 from registry.aasae import random_translation
+from registry.trunks import Architecture
 
 
 def test_random_translation_is_a_crop_of_the_zero_padded_image():
@@ -48,3 +52,43 @@ def test_loss_reconstructs_the_original_from_the_augmented_view(monkeypatch):
     assert model.trains_on_likelihood_bound is False
     with pytest.raises(ValueError, match="flip_probability"):
         create_model("aasae", data_shape=(1, 8, 8), flip_probability=0.5)
+
+
+def augmentation_sensitivity(family: str, seed: int) -> float:
+    """Return E||mu(x) - mu(a(x))||^2 / E||mu(x) - mean mu||^2 on the digits test set."""
+    dataset = create_dataset("digits")
+    torch.manual_seed(seed)
+    model = create_model(
+        family,
+        data_shape=dataset.data_shape,
+        latent_dim=16,
+        architecture=Architecture(hidden=(128,)),
+    )
+    spec = TrainSpec(steps=600, batch_size=64, lr=2e-3, checkpoint_every=0)
+    train(model, dataset, spec, seed=seed, progress=False)
+    x = dataset.evaluation_data("test")
+    views = create_model("aasae", data_shape=dataset.data_shape)  # the default augmentations
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        mu, mu_view = model.encode(x).mean, model.encode(views.augment(x)).mean  # (N, D) each
+    spread = (mu - mu.mean(0)).pow(2).sum(-1).mean()
+    return ((mu - mu_view).pow(2).sum(-1).mean() / spread).item()
+
+
+def test_aasae_codes_are_invariant_to_the_augmentations():
+    """Property (Falcon et al. 2021, Sec. 3: the encoder sees a(x) and must reconstruct x, so the
+    code keeps what identifies x across its augmentations): after 600 steps on digits, moving an
+    image to an augmented view (a shift of up to 1 pixel and 5% pixel flips) moves the AASAE's
+    posterior mean by about half the spread of the codes over images, and the same-size VAE's by
+    about the whole spread (measured 0.52-0.57 against 0.99-1.01, seeds 0-2).
+
+    Why it holds at this scale: the invariance is what AASAE's loss trains directly, from the
+    first step, whereas nothing in the VAE's loss relates the codes of x and a(x); 600 steps
+    suffice for the encoder to fit the 1,257 training images.
+
+    The paper's downstream claim, a better linear-probe accuracy than a same-size VAE, did not
+    hold robustly at this scale (digits, 16 or 32 latents, 500 labels: differences of -0.03 to
+    +0.05 across seeds and budgets), so it is left to the `reading_list_b` suite.
+    """
+    aasae, vae = augmentation_sensitivity("aasae", 0), augmentation_sensitivity("vae", 0)
+    assert aasae < 0.75 * vae, (aasae, vae)

@@ -27,7 +27,7 @@ def singleton_masses(weights: torch.Tensor) -> torch.Tensor:
     w_minus = (-weights).clamp(min=0).sum(0).tolist()
     masses = []
     for k in range(weights.shape[1]):
-        others = math.prod(1 - math.exp(-w) for l, w in enumerate(w_minus) if l != k)
+        others = math.prod(1 - math.exp(-w) for j, w in enumerate(w_minus) if j != k)
         masses.append(math.exp(-w_minus[k]) * (math.expm1(w_plus[k]) + others))
     return torch.tensor(masses, dtype=torch.float64)
 
@@ -61,7 +61,7 @@ def test_kept_classes_are_those_with_nonzero_singleton_mass():
 
 def test_sparsified_prior_is_the_renormalised_restriction_and_only_in_evaluation():
     """Property: in eval mode with ``evidential`` the prior is the softmax restricted to the kept
-    classes and renormalised (checked with a forced filter); in training mode it is the full prior."""
+    classes and renormalised (checked with a forced filter); in training, the full prior."""
     model = small_model(prior_sparsification="evidential")
     c = torch.eye(10)[[0, 3]]
     mask = torch.tensor([[True, False, True, False, True], [False, True, True, True, True]])

@@ -30,9 +30,15 @@ def test_log_prob_and_kl_match_scipy():
     """Scipy reference: log q(z) is the sum of Bernoulli and Normal log-densities, and the
     registered KL is the sum of the Bernoulli and Gaussian KLs written out by hand."""
     torch.manual_seed(1)
-    logits, loc, scale = torch.randn(2, 3).double(), torch.randn(2, 6).double(), torch.rand(2, 6).double() + 0.5
+    logits, loc, scale = (
+        torch.randn(2, 3).double(),
+        torch.randn(2, 6).double(),
+        torch.rand(2, 6).double() + 0.5,
+    )
     q = OccurrenceAppearance(logits, loc, scale, temperature=1.0)
-    p = OccurrenceAppearance(torch.full((3,), -2.0).double(), torch.zeros(6).double(), torch.ones(6).double(), 1.0)
+    p = OccurrenceAppearance(
+        torch.full((3,), -2.0).double(), torch.zeros(6).double(), torch.ones(6).double(), 1.0
+    )
     z = q.sample()
     pi = torch.sigmoid(logits).numpy()
     expected = stats.bernoulli.logpmf(z[:, :3].numpy(), pi).sum(-1) + stats.norm.logpdf(
@@ -43,7 +49,9 @@ def test_log_prob_and_kl_match_scipy():
     kl_bernoulli = pi * np.log(pi / rho) + (1 - pi) * np.log((1 - pi) / (1 - rho))
     kl_normal = np.log(1 / scale.numpy()) + (scale.numpy() ** 2 + loc.numpy() ** 2 - 1) / 2
     expected_kl = kl_bernoulli.sum(-1) + kl_normal.sum(-1)
-    np.testing.assert_allclose(torch.distributions.kl_divergence(q, p).numpy(), expected_kl, rtol=1e-10)
+    np.testing.assert_allclose(
+        torch.distributions.kl_divergence(q, p).numpy(), expected_kl, rtol=1e-10
+    )
 
 
 def test_straight_through_occurrences_are_exact_bernoulli_draws():
@@ -83,7 +91,9 @@ def test_loss_is_the_negative_elbo_with_unit_weights():
     model = small_patch_vae()
     x = (torch.rand(5, 1, 8, 8) > 0.5).float()
     output = model.loss(x, 0)
-    assert output.terms["elbo"] == pytest.approx(output.terms["reconstruction"] - output.terms["kl"])
+    assert output.terms["elbo"] == pytest.approx(
+        output.terms["reconstruction"] - output.terms["kl"]
+    )
     kl = torch.distributions.kl_divergence(model.encode(x), model.prior()).mean().item()
     assert output.terms["kl"] == pytest.approx(kl, rel=1e-5)
     with pytest.raises(ValueError, match="occurrence_prior"):

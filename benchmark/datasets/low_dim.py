@@ -121,7 +121,9 @@ def nonlinear_manifold(
         "c": c.tolist(),
         "model": "z ~ N(0, I_d); x = Q [z; sin(A z + c)] + noise_std * eps",
     }
-    return _dataset("nonlinear_manifold", splits, basis, info, intrinsic_dim, noise_std, sizes, seed)
+    return _dataset(
+        "nonlinear_manifold", splits, basis, info, intrinsic_dim, noise_std, sizes, seed
+    )
 
 
 def _check(

@@ -100,4 +100,3 @@ def _first(dataset: Dataset, split: str, num: int | None) -> tuple[torch.Tensor,
             f"null for all, but got {num}."
         )
     return x[:num], y[:num]
-
