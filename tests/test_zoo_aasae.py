@@ -6,7 +6,7 @@ import torch
 from benchmark.datasets import create_dataset
 from benchmark.spec import TrainSpec
 from benchmark.trainer import train
-from registry import create_model
+from registry import create_model, list_models, resolve_hyperparameters
 from registry.aasae import random_translation
 from registry.trunks import Architecture
 
@@ -92,3 +92,11 @@ def test_aasae_codes_are_invariant_to_the_augmentations():
     """
     aasae, vae = augmentation_sensitivity("aasae", 0), augmentation_sensitivity("vae", 0)
     assert aasae < 0.75 * vae, (aasae, vae)
+
+
+def test_small_and_paper_presets():
+    """Contract (the zoo\'s preset convention): the small and the paper preset are listed,
+    share one spec schema and differ in their defaults."""
+    assert {"aasae", "aasae_paper"} <= set(list_models())
+    small, paper = (resolve_hyperparameters(n, {}) for n in ("aasae", "aasae_paper"))
+    assert small.keys() == paper.keys() and small != paper

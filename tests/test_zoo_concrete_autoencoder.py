@@ -10,7 +10,7 @@ from benchmark.datasets import create_dataset
 from benchmark.runner import RunOptions, run_spec
 from benchmark.spec import TrainSpec, resolve_spec
 from benchmark.trainer import train
-from registry import create_model
+from registry import create_model, list_models, resolve_hyperparameters
 from registry.base import LikelihoodUndefined
 from registry.trunks import Architecture
 
@@ -125,3 +125,14 @@ def test_selected_pixels_reconstruct_better_than_random_pixels(seed):
     """
     learned, random = reconstruction_error("concrete", seed), reconstruction_error("random", seed)
     assert learned < 0.9 * random, (learned, random)
+
+
+def test_small_and_paper_presets():
+    """Contract (the zoo\'s preset convention): the small and the paper preset are listed,
+    share one spec schema and differ in their defaults."""
+    assert {"concrete_autoencoder", "concrete_autoencoder_paper"} <= set(list_models())
+    small, paper = (
+        resolve_hyperparameters(n, {})
+        for n in ("concrete_autoencoder", "concrete_autoencoder_paper")
+    )
+    assert small.keys() == paper.keys() and small != paper

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metrics.importance import log_importance_weights, log_mean_exp
-from registry import create_model
+from registry import create_model, list_models, resolve_hyperparameters
 
 
 def small_model(**settings):
@@ -110,3 +110,13 @@ def test_bad_settings_are_refused():
         create_model("evidential_cvae", data_shape=(1, 4, 4), num_latent_classes=1)
     with pytest.raises(ValueError, match="trunk"):
         create_model("evidential_cvae", data_shape=(1, 8, 8), architecture={"trunk": "conv"})
+
+
+def test_small_and_paper_presets():
+    """Contract (the zoo\'s preset convention): the small and the paper preset are listed,
+    share one spec schema and differ in their defaults."""
+    assert {"evidential_cvae", "evidential_cvae_paper"} <= set(list_models())
+    small, paper = (
+        resolve_hyperparameters(n, {}) for n in ("evidential_cvae", "evidential_cvae_paper")
+    )
+    assert small.keys() == paper.keys() and small != paper

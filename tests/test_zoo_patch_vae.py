@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from registry import create_model
+from registry import create_model, list_models, resolve_hyperparameters
 from registry.patch_vae import OccurrenceAppearance
 
 
@@ -100,3 +100,11 @@ def test_loss_is_the_negative_elbo_with_unit_weights():
         create_model("patch_vae", data_shape=(1, 8, 8), occurrence_prior=1.0)
     with pytest.raises(ValueError, match="image dataset"):
         create_model("patch_vae", data_shape=(16,))
+
+
+def test_small_and_paper_presets():
+    """Contract (the zoo\'s preset convention): the small and the paper preset are listed,
+    share one spec schema and differ in their defaults."""
+    assert {"patch_vae", "patch_vae_paper"} <= set(list_models())
+    small, paper = (resolve_hyperparameters(n, {}) for n in ("patch_vae", "patch_vae_paper"))
+    assert small.keys() == paper.keys() and small != paper
