@@ -98,8 +98,8 @@ class AASAE(VAE):
         q_z = self.encode(self.augment(x))
         reconstruction = self.log_likelihood(x, q_z.rsample())  # (B,), of the original x
         with torch.no_grad():  # logged for comparison with the other families
-            kl = kl_to_prior(q_z, self.prior()).mean().item()
-        rec = reconstruction.detach().mean().item()
+            kl = kl_to_prior(q_z, self.prior()).mean()
+        rec = reconstruction.detach().mean()
         return LossOutput(-reconstruction.mean(), {"reconstruction": rec, "kl": kl})
 
 

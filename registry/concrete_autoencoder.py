@@ -57,7 +57,7 @@ class SelectedFeatures(Distribution):
         x: Flattened inputs ``(B, d)``.
         indices: The selected features ``(k,)`` (argmax of the logits, or the random choice).
         logits: Selector logits ``(k, d)``; None for a hard selection.
-        temperature: Concrete temperature T of relaxed samples.
+        temperature: Concrete temperature T of relaxed samples (a float or a 0-dim tensor).
     """
 
     arg_constraints: dict[str, constraints.Constraint] = {}
@@ -65,7 +65,7 @@ class SelectedFeatures(Distribution):
     has_rsample = True
 
     def __init__(
-        self, x: Tensor, indices: Tensor, logits: Tensor | None, temperature: float
+        self, x: Tensor, indices: Tensor, logits: Tensor | None, temperature: float | Tensor
     ) -> None:
         self.x, self.indices, self.logits, self.temperature = x, indices, logits, temperature
         super().__init__(x.shape[:1], indices.shape, validate_args=False)
@@ -151,7 +151,7 @@ class ConcreteAutoencoder(LatentVariableModel):
         self.check_input(x)
         relaxed = self.logits if self.training else None  # the test-time selection is hard
         return SelectedFeatures(
-            x.flatten(start_dim=1), self.selected_features(), relaxed, self.temperature.item()
+            x.flatten(start_dim=1), self.selected_features(), relaxed, self.temperature
         )
 
     def decode(self, z: Tensor) -> Distribution:
@@ -161,13 +161,14 @@ class ConcreteAutoencoder(LatentVariableModel):
         """Return the mean reconstruction error -log p(x|u); `kl_weight` is ignored (no KL)."""
         self.temperature.fill_(self.temperature_at(step))
         reconstruction = self.decode(self.encode(x).rsample()).log_prob(x)  # (B,)
-        terms = {
-            "reconstruction": reconstruction.detach().mean().item(),
-            "temperature": self.temperature.item(),
-            "distinct_features": float(self.selected_features().unique().numel()),
+        chosen = torch.zeros(math.prod(self.data_shape), device=x.device)
+        terms = {  # detached tensors: the trainer reads them without a host sync per step
+            "reconstruction": reconstruction.detach().mean(),
+            "temperature": self.temperature.clone(),
+            "distinct_features": chosen.index_fill_(0, self.selected_features(), 1.0).sum(),
         }
         if self.logits is not None:  # the paper's convergence check: mean max probability
-            terms["mean_max_probability"] = self.logits.softmax(-1).amax(-1).mean().item()
+            terms["mean_max_probability"] = self.logits.detach().softmax(-1).amax(-1).mean()
         return LossOutput(-reconstruction.mean(), terms)
 
 

@@ -112,9 +112,11 @@ class EvidentialCVAE(ConditionalVAE):
         weight, bias = self.prior_logits.weight.T, self.prior_logits.bias  # (J, K), (K,)
         beta = weight - weight.mean(-1, keepdim=True)  # (J, K), centred over classes
         beta_0 = bias - bias.mean()  # (K,)
-        frequencies = self.label_counts / self.label_counts.sum().clamp(min=1)
-        if self.label_counts.sum() == 0:  # never trained: uniform label frequencies
-            frequencies = torch.full_like(frequencies, 1 / self.num_classes)
+        total = self.label_counts.sum()
+        # Never trained: uniform label frequencies (torch.where, so no host sync).
+        frequencies = torch.where(
+            total > 0, self.label_counts / total.clamp(min=1), 1 / self.num_classes
+        )
         mu = frequencies @ self.prior_features(torch.eye(self.num_classes, device=c.device))  # (J,)
         alpha = (beta_0 + mu @ beta) / len(mu) - beta * mu[:, None]  # (J, K)
         return beta * phi[..., :, None] + alpha  # (..., J, K)
@@ -171,9 +173,10 @@ class EvidentialCVAE(ConditionalVAE):
         q_z = self.conditional_encode(x, c)
         reconstruction = (q_z.probs.T * self.class_log_likelihoods(x, c)).sum(0)  # (B,)
         kl = kl_divergence(q_z, self.conditional_prior(c))
-        rec, kl_mean = reconstruction.detach().mean().item(), kl.detach().mean().item()
+        rec, kl_mean = reconstruction.detach().mean(), kl.detach().mean()
         terms = {"elbo": rec - kl_mean, "reconstruction": rec, "kl": kl_mean}
-        terms["kept_classes"] = self.kept_classes(c).sum(-1).double().mean().item()
+        with torch.no_grad():
+            terms["kept_classes"] = self.kept_classes(c).sum(-1).double().mean()
         return LossOutput(-(reconstruction - kl_weight * kl).mean(), terms)
 
 

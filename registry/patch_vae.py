@@ -207,7 +207,7 @@ class PatchVAE(LatentVariableModel):
         beta_occ, beta_app = self.kl_weights
         penalty = beta_occ * kl_occurrence + beta_app * kl_appearance
         terms = {
-            name: value.detach().mean().item()
+            name: value.detach().mean()
             for name, value in (
                 ("elbo", reconstruction - kl_occurrence - kl_appearance),
                 ("reconstruction", reconstruction),

@@ -26,7 +26,7 @@ def test_temperature_is_annealed_exponentially():
     assert model.temperature_at(50) == pytest.approx(10.0 * (0.01 / 10.0) ** 0.5)
     assert model.temperature_at(100) == model.temperature_at(10_000) == pytest.approx(0.01)
     x = (torch.rand(4, 1, 8, 8) > 0.5).float()
-    assert model.loss(x, 50).terms["temperature"] == pytest.approx(math.sqrt(0.1), rel=1e-6)
+    assert float(model.loss(x, 50).terms["temperature"]) == pytest.approx(math.sqrt(0.1), rel=1e-6)
 
 
 def test_selector_relaxes_in_training_and_selects_at_test_time():
