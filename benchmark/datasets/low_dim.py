@@ -18,6 +18,7 @@ manifold's A, c) in ``info``, so tests can compare what a model learned with the
 """
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -156,7 +157,14 @@ def _orthonormal(rows: int, columns: int, rng: np.random.RandomState) -> np.ndar
     return q * np.sign(np.diag(r))  # the sign fix makes Q Haar-distributed
 
 
-def _draw(embed, intrinsic_dim: int, noise_std: float, size: int, seed: int, split: str):
+def _draw(
+    embed: Callable[[np.ndarray], np.ndarray],
+    intrinsic_dim: int,
+    noise_std: float,
+    size: int,
+    seed: int,
+    split: str,
+) -> torch.Tensor:
     rng = np.random.RandomState([seed, _STREAMS[split]])
     z = rng.standard_normal((size, intrinsic_dim))  # (N, d)
     x = embed(z)  # (N, D)
@@ -164,7 +172,16 @@ def _draw(embed, intrinsic_dim: int, noise_std: float, size: int, seed: int, spl
     return torch.from_numpy(x.astype(np.float32))
 
 
-def _dataset(name, splits, basis, info, intrinsic_dim, noise_std, sizes, seed) -> Dataset:
+def _dataset(
+    name: str,
+    splits: dict[str, torch.Tensor],
+    basis: np.ndarray,
+    info: dict[str, object],
+    intrinsic_dim: int,
+    noise_std: float,
+    sizes: dict[str, int],
+    seed: int,
+) -> Dataset:
     digest = hashlib.sha256(np.asarray(basis).astype("<f8").tobytes())
     for split in SPLITS:
         digest.update(splits[split].numpy().astype("<f4").tobytes())
