@@ -120,8 +120,9 @@ def test_selected_pixels_reconstruct_better_than_random_pixels(seed):
     Why it holds at this scale: digits leave the border columns nearly always blank, and
     neighbouring pixels are strongly correlated, so a random draw wastes some of its 8 pixels on
     blank or redundant ones, while the selector, whose logits grow past the Gumbel noise within
-    the budget at lr 2e-2, spreads over the informative centre. Measured (800 steps, seeds 0-1):
-    see the assertion; the margin was 25-35% at 1,500 steps.
+    the budget at lr 2e-2, spreads over the informative centre (at lr 2e-3 they do not, and
+    learned selection loses). Measured squared errors at 800 steps: 1.92 against 2.35 (seed 0)
+    and 1.98 against 2.91 (seed 1).
     """
     learned, random = reconstruction_error("concrete", seed), reconstruction_error("random", seed)
     assert learned < 0.9 * random, (learned, random)
