@@ -105,7 +105,6 @@ class ConcreteAutoencoder(LatentVariableModel):
 
     trains_on_likelihood_bound = False
     has_prior = False
-    local_posterior_families: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -69,7 +69,6 @@ class EvidentialCVAE(ConditionalVAE):
     """
 
     continuous_latents = False
-    local_posterior_families: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -134,7 +134,6 @@ class PatchVAE(LatentVariableModel):
     """
 
     continuous_latents = False
-    local_posterior_families: tuple[str, ...] = ()
 
     def __init__(
         self,

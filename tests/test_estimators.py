@@ -12,6 +12,7 @@ from torch.distributions import Bernoulli, Independent
 
 import registry.estimators as estimators
 from registry import create_model, list_models
+from registry.base import LikelihoodUndefined
 from registry.estimators import (
     bernoulli_log_prob,
     check_finite_log_weights,
@@ -23,7 +24,6 @@ from registry.estimators import (
     log_prob,
     uses_base_likelihood,
 )
-from registry.base import LikelihoodUndefined
 from registry.trunks import Architecture
 from registry.vae import VAE
 

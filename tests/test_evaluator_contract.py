@@ -40,6 +40,7 @@ SMALL = {
         "chunk_size": 10,
     },
     "active_units": {"num_examples": 30},
+    "linear_probe": {"num_labels": 200, "num_valid": 100, "num_test": 100},
     "posterior_collapse": {"num_examples": 20, "num_samples": 2},
     "sample_quality": {
         "num_samples": 60,

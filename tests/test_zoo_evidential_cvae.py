@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from metrics.importance import log_importance_weights, log_mean_exp
 from registry import create_model, list_models, resolve_hyperparameters
+from registry.estimators import log_importance_weights, log_mean_exp
 
 
 def small_model(**settings):

@@ -7,13 +7,13 @@ it is `NotDefined` on a dataset without labels, and for a label-conditional mode
 whose q(z|x, y) reads the label it would be asked to predict.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from benchmark.datasets.base import Dataset
-from benchmark.evaluators import register_evaluator
-from metrics.estimate import Estimate, NotDefined
+from benchmark.evaluators import Output, Results, register_evaluator
+from metrics.estimate import NotDefined
 from metrics.linear_probe import (
     ProbeData,
     labelled_subset,
@@ -21,8 +21,6 @@ from metrics.linear_probe import (
     posterior_means,
 )
 from registry.base import LatentVariableModel
-
-VERSION = 1  # bump when numbers stop being comparable with older records
 
 
 @dataclass(frozen=True)
@@ -37,10 +35,10 @@ class LinearProbeConfig:
     batch_size: int = 500  # examples per encoder pass
 
 
-@register_evaluator("linear_probe")
+@register_evaluator("linear_probe", outputs=(Output("linear_probe_accuracy", "fraction", True),))
 def linear_probe(
     *, model: LatentVariableModel, dataset: Dataset, config: LinearProbeConfig, seed: int
-) -> dict[str, Estimate | NotDefined]:
+) -> Results:
     """Return ``linear_probe_accuracy`` (fraction of the test examples classified correctly)."""
     undefined = _undefined_reason(model, dataset)
     if undefined is not None:
@@ -58,17 +56,13 @@ def linear_probe(
         "test": _first(dataset, "test", config.num_test),
     }
     device = next(model.parameters()).device
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        data = {
-            split: ProbeData(
-                posterior_means(model, x.to(device), batch_size=config.batch_size).numpy(),
-                y.numpy(),
-            )
-            for split, (x, y) in splits.items()
-        }
-    params = {**asdict(config), "seed": seed, "representation": "posterior_mean"}
-    params |= {"preprocessing": dataset.preprocessing, "version": VERSION}
+    data = {  # NOTE: the contract runs this seeded, in eval mode and without gradients
+        split: ProbeData(
+            posterior_means(model, x.to(device), batch_size=config.batch_size).numpy(), y.numpy()
+        )
+        for split, (x, y) in splits.items()
+    }
+    params = {"representation": "posterior_mean", "preprocessing": dataset.preprocessing}
     estimate = linear_probe_accuracy(
         data["train"],
         data["valid"],
