@@ -9,36 +9,90 @@ vaebench run-job --suite NAME --index I        (one job of a suite, e.g. a SLURM
 vaebench leaderboard [--results DIR] [--dataset NAMES] [--models NAMES]
 vaebench compare NEW --against A,B --suite NAME|FILE [--seeds 0,1,2]
 vaebench data download NAME [--data-root DIR]  (explicit; needs internet)
+
+Every user error exits non-zero with one line on stderr; ``VAEBENCH_TRACEBACK=1`` shows the
+traceback of an unexpected one.
 """
 
 import argparse
+import fnmatch
 import json
 import logging
+import os
 import sys
+import typing
 from dataclasses import replace
 from pathlib import Path
 
 from benchmark.records import RunRecord
-from benchmark.runner import RunOptions, run_spec
+from benchmark.runner import RunOptions, check_output_folders, run_spec
 from benchmark.spec import load_plugins, load_spec
+
+MAX_ERROR_CHARS = 500  # an error line is for reading; the record keeps any full traceback
+USER_ERRORS = (ValueError, TypeError, OSError, RecursionError, MemoryError)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (1 on user error, with a one-line message)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         load_plugins(tuple(args.plugin or ()))
         return args.handler(args) or 0
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"vaebench: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("vaebench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001  every failure is one line, never a traceback
+        if os.environ.get("VAEBENCH_TRACEBACK") == "1":
+            raise
+        print(f"vaebench: error: {error_line(error)}", file=sys.stderr)
         return 1
 
 
+def error_line(error: BaseException) -> str:
+    """Return `error` as one line of at most `MAX_ERROR_CHARS` characters.
+
+    A user error (`USER_ERRORS`) is its message; anything else also names its type and how to
+    see the traceback, since it is more likely a bug than a bad input.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, RecursionError):
+        text = "the input nests too deeply (RecursionError); flatten it"
+    elif isinstance(error, MemoryError):
+        text = "out of memory (MemoryError); reduce the model or evaluation sizes"
+    elif not isinstance(error, USER_ERRORS):
+        text = f"{type(error).__name__}: {text} (set VAEBENCH_TRACEBACK=1 for the traceback)"
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 5] + " [...]"
+    return text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose usage errors are one line (the usage is in ``--help``)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        line = " ".join(message.split())[:MAX_ERROR_CHARS]
+        self.exit(2, f"{self.prog}: error: {line} (see `{self.prog} --help`)\n")
+
+
+PLUGIN_WARNING = (
+    "A plugin is Python code and runs when it is loaded: from --plugin, or from the `plugins:` "
+    "key of a spec or suite file (run, suite, run-job, compare; not `suite --list`). Use only "
+    "plugins and spec files you trust."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaebench", description="Benchmark VAEs.")
-    parser.add_argument("--plugin", action="append", help="module or .py file registering models")
+    parser = OneLineParser(prog="vaebench", description="Benchmark VAEs.", epilog=PLUGIN_WARNING)
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        help="module or .py file registering models; its code runs (trust it)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="list registered names")
@@ -141,15 +195,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.split(",") if part]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
+        values = []
+    if not values:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+            f"expected comma-separated integers such as 0,1,2, got {text[:100]!r}"
+        )
+    return values
 
 
 def _name_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text[:100]!r}")
+    return names
 
 
 def _options(args: argparse.Namespace, catch_failures: bool) -> RunOptions:
@@ -174,16 +234,24 @@ def cmd_list(args: argparse.Namespace) -> None:
     listers = {
         "models": list_models,
         "datasets": list_datasets,
-        "suites": lambda p: list_suites(),
-        "metrics": lambda p: list_evaluators(),
+        "suites": lambda p: fnmatch.filter(list_suites(), p),
+        "metrics": lambda p: fnmatch.filter(list_evaluators(), p),
     }
-    for name in listers[args.what](args.pattern):
+    names = listers[args.what](args.pattern)
+    if not names:
+        raise ValueError(
+            f"Expected PATTERN to match some {args.what}, but {args.pattern[:100]!r} matches "
+            f"none; run `vaebench list {args.what}` for them all (wildcards: * ? [abc])."
+        )
+    for name in names:
         print(name)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, seed=args.seed, overrides=args.overrides)
-    record = run_spec(spec, _options(args, catch_failures=False))
+    options = _options(args, catch_failures=False)
+    check_output_folders(options)
+    record = run_spec(spec, options)
     print_summary([record])
     return 0 if record.status == "ok" else 2
 
@@ -209,12 +277,20 @@ def print_suite_protocol(suite) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.executors.progress import SuiteProgress
     from benchmark.leaderboard import write_leaderboard
-    from benchmark.suite import load_suite
+    from benchmark.suite import list_jobs, load_suite
 
+    if args.list:  # NOTE: a suite whose runs name plugins is listed without importing them
+        jobs = list_jobs(args.suite, seeds=args.seeds, overrides=args.overrides)
+        if any(job.hash is None for job in jobs):
+            for index, job in enumerate(jobs):
+                digest = job.hash[:12] if job.hash else "(plugins not imported)"
+                print(f"{index}\t{job.name}\tseed={job.seed}\t{digest}")
+            return 0
     suite = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides, budget=args.budget)
     if args.list:
         print_suite_protocol(suite)
         return 0
+    check_output_folders(_options(args, catch_failures=True))
     executor = _executor(args)
     progress = SuiteProgress(len(suite.runs), bar=not args.no_progress)
     # NOTE: per-run training bars would interleave across workers; the suite bar replaces them.
@@ -229,7 +305,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if not args.no_leaderboard:
         write_leaderboard(args.results, Path("leaderboard.md"), Path("leaderboard.csv"))
         print("wrote leaderboard.md and leaderboard.csv", file=sys.stderr)
-    return 0
+    return 0 if all(record.status == "ok" for record in records) else 2  # as `run` does
 
 
 def _executor(args: argparse.Namespace):
@@ -260,8 +336,13 @@ def cmd_run_job(args: argparse.Namespace) -> int:
         args.suite, seeds=args.seeds, overrides=args.overrides, budget=args.budget
     ).runs
     if not 0 <= args.index < len(runs):
-        raise ValueError(f"Expected `--index` in [0, {len(runs) - 1}], but got {args.index}.")
-    record = run_spec(runs[args.index], _options(args, catch_failures=True))
+        raise ValueError(
+            f"Expected `--index` in [0, {len(runs) - 1}], but got {args.index}; "
+            f"`vaebench suite {args.suite} --list` numbers the jobs."
+        )
+    options = _options(args, catch_failures=True)
+    check_output_folders(options)
+    record = run_spec(runs[args.index], options)
     print_summary([record])
     return 0 if record.status == "ok" else 2
 

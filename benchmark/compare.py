@@ -27,6 +27,7 @@ Statistics, for every metric with a direction (↑/↓) that both sides recorded
 """
 
 import argparse
+import difflib
 import fnmatch
 import sys
 from dataclasses import dataclass, replace
@@ -35,12 +36,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from benchmark.atomic import safe_file_stem
 from benchmark.leaderboard import format_number
 from benchmark.records import RunRecord, atomic_write_text
 from benchmark.runner import RunOptions, run_spec
 from benchmark.spec import RunSpec, resolve_spec
 from benchmark.suite import Suite, load_suite
-from registry._registry import MODELS, unknown_name_error
+from registry._registry import MODELS
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -372,10 +374,12 @@ def select_runs(
 
 def _unknown_run(suite: Suite, name: str) -> ValueError:
     known = sorted({s.name for s in suite.runs} | {s.model["name"] for s in suite.runs})
-    error = unknown_name_error("run", name, known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ValueError(
-        f"{error} (runs and models of suite {suite.name!r}: {known}; NEW may also "
-        f"be any registered model, see `vaebench list models`)"
+        f"Expected {name[:100]!r} to be a run or model of suite {suite.name!r}, but it is "
+        f"neither.{hint} Its runs and models: {known}; `vaebench suite {suite.name} --list` "
+        f"lists its runs, and NEW may also be any model of `vaebench list models`."
     )
 
 
@@ -524,7 +528,8 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def default_output(results_dir: Path, new: str, against: list[str]) -> Path:
-    return Path(results_dir) / "compare" / f"{new}-vs-{'-'.join(against)}.md"
+    stem = safe_file_stem(f"{new}-vs-{'-'.join(against)}")
+    return Path(results_dir) / "compare" / f"{stem}.md"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

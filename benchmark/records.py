@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.atomic import atomic_write_text
+from benchmark.atomic import atomic_write_text, safe_file_stem
 from metrics.estimate import Estimate
 
 SCHEMA_VERSION = 1
@@ -92,8 +92,12 @@ class RunRecord:
 
 
 def record_path(results_dir: Path, spec_name: str, dataset: str, spec_hash: str) -> Path:
-    """Return where the record of a spec lives: ``results/runs/<dataset>/<name>-<hash12>.json``."""
-    return Path(results_dir) / "runs" / dataset / f"{spec_name}-{spec_hash[:12]}.json"
+    """Return where the record of a spec lives: ``results/runs/<dataset>/<name>-<hash12>.json``.
+
+    The name goes through `safe_file_stem`: one path component, long names shortened.
+    """
+    stem = f"{safe_file_stem(spec_name)}-{spec_hash[:12]}"
+    return Path(results_dir) / "runs" / safe_file_stem(dataset) / f"{stem}.json"
 
 
 def _check_finite(value: Any, where: str = "record") -> None:

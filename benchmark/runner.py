@@ -9,6 +9,7 @@ suite carries on.
 
 import itertools
 import logging
+import os
 import resource
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from benchmark.atomic import check_writable_folder, move_aside, run_lock, safe_file_stem
 from benchmark.calibration import gemm_gflops, memory_bandwidth_gbs
 from benchmark.datasets import create_dataset
 from benchmark.datasets.base import Dataset
@@ -28,7 +30,7 @@ from benchmark.evaluators._examples import bind_labels
 from benchmark.evaluators.likelihood import certify_ais
 from benchmark.records import SCHEMA_VERSION, RunRecord, read_record, record_path, write_record
 from benchmark.spec import RunSpec, load_plugins
-from benchmark.trainer import Diverged, TrainState, resolve_device, train
+from benchmark.trainer import CorruptCheckpoint, Diverged, TrainState, resolve_device, train
 from metrics.estimate import Estimate, NotDefined, mean_estimate
 from metrics.nll import importance_sampled_log_likelihood
 from registry import create_model
@@ -69,27 +71,69 @@ class RunOptions:
 
 
 def existing_record(spec: RunSpec, options: RunOptions) -> RunRecord | None:
-    """Return the record to reuse for `spec`, or None when the run must (re)run."""
+    """Return the record to reuse for `spec`, or None when the run must (re)run.
+
+    A file at the record's path that is not a valid record (corrupt, incomplete, an old schema,
+    a folder) is not trusted: a warning names it and the run is re-run.
+    """
     path = record_path(options.results_dir, spec.name, spec.dataset["name"], spec.hash)
-    if options.force or not path.is_file():
+    if options.force or not path.exists():
         return None
-    try:
-        record = read_record(path)
-    except ValueError as error:  # an old schema or a corrupt file is re-run, not trusted
-        log.warning("re-running %s: %s", path, error)
-        return None
-    if record.spec_hash != spec.hash:
+    record = _readable_record(path)
+    if record is None or record.spec_hash != spec.hash:
         return None
     if record.status != "ok" and options.rerun_failed:
         return None
     return record
 
 
+def _readable_record(path: Path) -> RunRecord | None:
+    try:
+        return read_record(path)
+    except Exception as error:  # noqa: BLE001  whatever is wrong with it, it is re-run
+        reason = (str(error).splitlines() or [""])[0][:200]
+        log.warning(
+            "re-running %s: not a valid record (%s: %s)", path, type(error).__name__, reason
+        )
+        return None
+
+
+def check_output_folders(options: RunOptions) -> None:
+    """Check, before any training, that the results and checkpoint folders can be written."""
+    check_writable_folder(Path(options.results_dir), "--results")
+    check_writable_folder(Path(options.checkpoint_dir), "--checkpoints")
+
+
 def run_spec(spec: RunSpec, options: RunOptions = RunOptions()) -> RunRecord:
-    """Run `spec` (or reuse its record) and return the record, which is also written to disk."""
+    """Run `spec` (or reuse its record) and return the record, which is also written to disk.
+
+    The run holds a lock file next to its record while it runs (`benchmark.atomic.run_lock`),
+    so a second process given the same spec waits, then reuses the record the first wrote.
+    """
     cached = existing_record(spec, options)
     if cached is not None:
         return cached
+    check_output_folders(options)
+    path = record_path(options.results_dir, spec.name, spec.dataset["name"], spec.hash)
+    waiting_since = time.time()
+    with run_lock(path.with_suffix(".lock"), describe=f"{spec.name} {spec.hash[:12]}") as free:
+        fresh = None if free else _record_written_since(path, waiting_since)
+        if fresh is not None:
+            log.warning("reusing %s, written by the process this one waited for", path)
+            return fresh
+        return _run_locked(spec, options, path)
+
+
+def _record_written_since(path: Path, since: float) -> RunRecord | None:
+    """Return the record at `path` if another process wrote it after `since`, else None."""
+    try:
+        written = path.stat().st_mtime >= since - 1.0  # NOTE: filesystems round mtimes
+    except OSError:
+        return None
+    return _readable_record(path) if written else None
+
+
+def _run_locked(spec: RunSpec, options: RunOptions, path: Path) -> RunRecord:
     load_plugins(spec.plugins)
     calibration = machine_calibration()  # NOTE: before training, so the run cannot disturb it
     fresh_process = next(_RUNS_STARTED) == 1
@@ -115,9 +159,9 @@ def run_spec(spec: RunSpec, options: RunOptions = RunOptions()) -> RunRecord:
     }
     context["calibration"] = calibration
     record = build_record(spec, status, metrics, failure, context)
-    write_record(
-        record, record_path(options.results_dir, spec.name, spec.dataset["name"], spec.hash)
-    )
+    if path.is_dir():  # NOTE: a folder at the record's path would make the rename fail
+        log.warning("moved the folder at %s aside to %s", path, move_aside(path))
+    write_record(record, path)
     return record
 
 
@@ -184,11 +228,88 @@ def peak_memory() -> dict[str, float]:
 
 
 def _train_and_evaluate(spec: RunSpec, options: RunOptions, context: dict[str, Any]):
+    """Train and evaluate; a corrupt checkpoint is moved aside and the run starts afresh."""
+    try:
+        return _train_and_evaluate_once(spec, options, context)
+    except CorruptCheckpoint as corrupt:
+        moved = move_aside(corrupt.path)
+        log.warning(
+            "%s; moved it to %s and restarting run %s from scratch", corrupt, moved, spec.name
+        )
+        torch.manual_seed(spec.seed)  # NOTE: as run_spec did, so the restart is a fresh run
+        outcome = _train_and_evaluate_once(spec, options, context)
+        context["training"]["restarted_from_scratch"] = f"{corrupt.reason}; moved to {moved}"
+        return outcome
+
+
+# Bytes of training memory per parameter: fp32 weights, gradients and Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def build_model(spec: RunSpec, data_shape: tuple[int, ...]) -> LatentVariableModel:
+    """Build the spec's model, first checking on the meta device that it fits in memory.
+
+    Raises:
+        ValueError: the parameters would not fit in available memory, or the factory fails;
+            one line naming the model settings to change.
+    """
+    settings = _settings(spec.model)
+    parameters = _count_parameters(spec.model["name"], data_shape, settings)
+    available = available_memory_bytes()
+    if (
+        parameters is not None
+        and available
+        and parameters * TRAINING_BYTES_PER_PARAMETER > available
+    ):
+        raise ValueError(
+            f"Expected model {spec.model['name']!r} to fit in memory, but it has "
+            f"{parameters:,} parameters ({parameters * TRAINING_BYTES_PER_PARAMETER / 1e9:,.1f} GB "
+            f"to train with Adam) and {available / 1e9:,.1f} GB are available; reduce its sizes "
+            f"(`model.latent_dim`, `model.architecture.hidden`, ...)."
+        )
+    try:
+        return create_model(spec.model["name"], data_shape=data_shape, **settings)
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:  # noqa: BLE001  torch's own error, e.g. an impossible shape
+        first = (str(error).splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"Expected the `model:` settings of {spec.model['name']!r} to build a model for data "
+            f"of shape {tuple(data_shape)}, but it failed ({type(error).__name__}: {first}); "
+            f"check the sizes."
+        ) from None
+
+
+def _count_parameters(name: str, data_shape: tuple[int, ...], settings: dict) -> int | None:
+    """Count the model's parameters without allocating them (None if it cannot be built so)."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = create_model(name, data_shape=data_shape, **settings)
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # noqa: BLE001  a model the meta device cannot build is built for real
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """Return the memory available to a new allocation (Linux ``MemAvailable``), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _train_and_evaluate_once(spec: RunSpec, options: RunOptions, context: dict[str, Any]):
     dataset = create_dataset(
         spec.dataset["name"], data_root=options.data_root, **_settings(spec.dataset)
     )
     context["dataset_info"] = describe_dataset(dataset)
-    model = create_model(spec.model["name"], data_shape=dataset.data_shape, **_settings(spec.model))
+    model = build_model(spec, dataset.data_shape)
     model.initialize_from_data(dataset.splits["train"])
     context["model_info"] = describe_model(model)
     device = resolve_device(options.device)
@@ -232,7 +353,8 @@ def save_images(
         return {}
     from benchmark.images import save_run_images  # NOTE: on use; tables alone need no Pillow
 
-    folder = Path(results_dir) / "images" / spec.dataset["name"] / f"{spec.name}-{spec.hash[:12]}"
+    stem = f"{safe_file_stem(spec.name)}-{spec.hash[:12]}"
+    folder = Path(results_dir) / "images" / spec.dataset["name"] / stem
     x = dataset.evaluation_data("test")[:16]  # (16, C, H, W)
     # The 64 sample tiles of a label-conditional model take the labels of the first 64 test
     # images (repeated if the split is smaller); the first 16 are x's own.

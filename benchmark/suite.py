@@ -21,8 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.spec import RunSpec, apply_overrides, read_yaml, resolve_spec
+from benchmark.spec import (
+    RunSpec,
+    apply_overrides,
+    check_run_name,
+    check_seed,
+    check_spec_keys,
+    read_yaml,
+    resolve_spec,
+)
 from registry._registry import unknown_name_error
+from registry._typecheck import check_value, short_repr
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = ("name", "description", "seeds", "device", "defaults", "runs")
@@ -55,6 +64,15 @@ def suite_path(name_or_path: str) -> Path:
     return SUITES_DIR / f"{name_or_path}.yaml"
 
 
+@dataclass(frozen=True)
+class Job:
+    """One line of `suite --list`: a run of the suite, resolved unless its plugins were not."""
+
+    name: str
+    seed: int
+    hash: str | None  # None: the run names plugins, which listing does not import
+
+
 def load_suite(
     name_or_path: str,
     *,
@@ -64,6 +82,8 @@ def load_suite(
 ) -> Suite:
     """Read a suite and expand it to resolved runs, one per (run, seed), in file order.
 
+    Resolving a run imports its ``plugins:``, which runs their code.
+
     Args:
         name_or_path: A shipped suite name or a YAML path.
         seeds: Replace the suite's seeds.
@@ -71,22 +91,56 @@ def load_suite(
         budget: Run this fraction of each protocol run's budget: ``train.steps`` becomes
             ``round(budget * train.paper_steps)``, so the schedule is the protocol's, cut short.
     """
+    suite_name, description, raw_runs, device = _expand(name_or_path, seeds, overrides)
+    runs = (resolve_spec(raw) for raw in raw_runs)
+    if budget is not None:
+        runs = (with_budget(spec, budget) for spec in runs)
+    return Suite(suite_name, description, tuple(runs), device)
+
+
+def list_jobs(
+    name_or_path: str, *, seeds: list[int] | None = None, overrides: list[str] = ()
+) -> list[Job]:
+    """Expand a suite to its jobs without importing any plugin (`suite --list`).
+
+    A run without plugins is resolved in full, so its hash is the one its record will carry; a
+    run with plugins is only checked up to its models, and its hash is left unknown.
+    """
+    _, _, raw_runs, _ = _expand(name_or_path, seeds, overrides)
+    jobs = []
+    for raw in raw_runs:
+        if raw.get("plugins"):
+            check_spec_keys(raw)
+            jobs.append(Job(check_run_name(raw["name"]), check_seed("seed", raw["seed"]), None))
+        else:
+            spec = resolve_spec(raw)
+            jobs.append(Job(spec.name, spec.seed, spec.hash))
+    return jobs
+
+
+def _expand(
+    name_or_path: str, seeds: list[int] | None, overrides: list[str]
+) -> tuple[str, str, list[dict[str, Any]], str | None]:
+    """Return the suite's name, description, raw run specs (runs x seeds, merged), device."""
     raw = read_yaml(suite_path(name_or_path))
-    _check_suite_keys(raw, name_or_path)
+    _check_suite(raw, name_or_path)
     suite_name = raw.get("name", Path(name_or_path).stem)
+    chosen = seeds if seeds is not None else raw.get("seeds", [0])
+    seeds = check_value("seeds", chosen, tuple[int, ...])
+    if not seeds:
+        raise ValueError(f"Expected suite {name_or_path} to list at least one seed, but got none.")
     runs = []
-    for seed in seeds if seeds is not None else raw.get("seeds", [0]):
+    for seed in seeds:
+        check_seed("seeds", seed)
         for run in raw["runs"]:
-            merged = _deep_merge(raw.get("defaults", {}), run)
-            merged = apply_overrides(merged, list(overrides))
-            spec = resolve_spec({**merged, "seed": seed, "suite": suite_name})
-            runs.append(spec if budget is None else with_budget(spec, budget))
+            merged = apply_overrides(_deep_merge(raw.get("defaults") or {}, run), list(overrides))
+            runs.append({**merged, "seed": seed, "suite": suite_name})
     device = raw.get("device")
     if device is not None and not isinstance(device, str):
         raise TypeError(
-            f"Expected suite key `device` to be a string like cuda, but got {device!r}."
+            f"Expected suite key `device` to be a string like cuda, but got {short_repr(device)}."
         )
-    return Suite(suite_name, raw.get("description", ""), tuple(runs), device)
+    return suite_name, raw.get("description", ""), runs, device
 
 
 def with_budget(spec: RunSpec, budget: float) -> RunSpec:
@@ -104,14 +158,32 @@ def with_budget(spec: RunSpec, budget: float) -> RunSpec:
     return resolve_spec(raw)
 
 
-def _check_suite_keys(raw: Any, where: str) -> None:
+def _check_suite(raw: Any, where: str) -> None:
+    """Raise one line naming the key and the fix unless `raw` has the shape of a suite."""
     if not isinstance(raw, dict) or not isinstance(raw.get("runs"), list) or not raw["runs"]:
-        raise ValueError(f"Expected suite {where} to be a mapping with a non-empty `runs` list.")
-    unknown = sorted(set(raw) - set(SUITE_KEYS))
+        raise ValueError(
+            f"Expected suite {where} to be a mapping with a non-empty `runs` list, but got "
+            f"{short_repr(raw)}."
+        )
+    unknown = sorted(str(key) for key in set(raw) - set(SUITE_KEYS))
     if unknown:
         raise ValueError(
-            f"Expected suite keys among {list(SUITE_KEYS)}, but got unknown {unknown}."
+            f"Expected suite keys among {list(SUITE_KEYS)}, but got unknown {short_repr(unknown)}."
         )
+    check_value("name", raw.get("name", ""), str)
+    check_value("description", raw.get("description", ""), str)
+    if not isinstance(raw.get("defaults") or {}, dict):
+        raise ValueError(
+            f"Expected `defaults` of suite {where} to be a mapping of spec keys merged under "
+            f"every run, but got {short_repr(raw['defaults'])}; "
+            f"e.g. `defaults: {{train: {{steps: 100}}}}`."
+        )
+    for index, run in enumerate(raw["runs"]):
+        if not isinstance(run, dict):
+            raise ValueError(
+                f"Expected `runs[{index}]` of suite {where} to be a mapping (a run spec), but "
+                f"got {short_repr(run)}; e.g. `- {{name: vae, model: {{name: vae}}}}`."
+            )
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

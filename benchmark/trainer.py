@@ -312,13 +312,34 @@ def argument_validation(enabled: bool):
         Distribution.set_default_validate_args(previous)
 
 
+class CorruptCheckpoint(ValueError):
+    """A checkpoint that cannot be trusted: unreadable, not vaebench's, or for another model.
+
+    Raised by `load_checkpoint` before it changes anything, so the caller can move the file
+    aside and train the same model from scratch.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"checkpoint {path} cannot be used: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+CHECKPOINT_FORMAT = 2  # 2: plain types and tensors only, read with torch.load(weights_only=True)
+
+
 def save_checkpoint(
     path: Path, model: LatentVariableModel, optimizers: list, state: TrainState
 ) -> None:
-    """Save everything needed to resume, atomically (temporary file, then rename)."""
+    """Save everything needed to resume, atomically (temporary file, then rename).
+
+    Only tensors and plain types are saved (the `TrainState` as a dict), so that loading needs
+    no pickled code: `load_checkpoint` reads with ``weights_only=True``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizers": [o.state_dict() for o in optimizers],
         "torch_rng": torch.get_rng_state(),
@@ -333,16 +354,60 @@ def save_checkpoint(
 def load_checkpoint(path: Path, model: LatentVariableModel, optimizers: list) -> TrainState:
     """Restore model, optimizers and the global RNG from `path` onto the model's device.
 
-    Only tensors and plain data are read (``weights_only=True``): a checkpoint cannot run code.
+    The file is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain
+    types only, so a crafted checkpoint cannot run code. Everything is checked against `model`
+    and `optimizers` before anything is changed.
+
+    Raises:
+        CorruptCheckpoint: the file is unreadable, of another format, or does not fit `model`
+            and `optimizers`; nothing has been changed.
     """
     device = next(model.parameters()).device
-    payload = torch.load(path, map_location=device, weights_only=True)
-    model.load_state_dict(payload["model"])
-    for optimizer, saved in zip(optimizers, payload["optimizers"], strict=True):
-        optimizer.load_state_dict(saved)
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001  any unreadable file is a corrupt checkpoint
+        raise CorruptCheckpoint(path, _first_line(error)) from None
+    state = _checked_payload(path, payload, model, optimizers)
+    try:
+        model.load_state_dict(payload["model"])
+        for optimizer, saved in zip(optimizers, payload["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+    except Exception as error:  # noqa: BLE001  e.g. optimizer state of another layout
+        raise CorruptCheckpoint(path, _first_line(error)) from None
     torch.set_rng_state(payload["torch_rng"].cpu())
-    if payload["cuda_rng"] and torch.cuda.is_available():
+    if payload.get("cuda_rng") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
-    state = TrainState(**payload["state"])
     state.resumed_from = state.step
     return state
+
+
+def _checked_payload(
+    path: Path, payload: Any, model: LatentVariableModel, optimizers: list
+) -> TrainState:
+    """Return the payload's `TrainState` if the payload fits `model` and `optimizers`."""
+    # NOTE: a checkpoint without a format key is of the same layout, written before it existed
+    if not isinstance(payload, dict) or payload.get("format", 2) != CHECKPOINT_FORMAT:
+        raise CorruptCheckpoint(path, f"not a vaebench checkpoint of format {CHECKPOINT_FORMAT}")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = payload.get("model")
+    if (
+        not isinstance(saved, dict)
+        or {k: tuple(getattr(v, "shape", ())) for k, v in saved.items()} != expected
+    ):
+        raise CorruptCheckpoint(path, "its parameters do not match the model's names and shapes")
+    if not isinstance(payload.get("optimizers"), list) or len(payload["optimizers"]) != len(
+        optimizers
+    ):
+        raise CorruptCheckpoint(path, f"it does not hold {len(optimizers)} optimizer state(s)")
+    rng = payload.get("torch_rng")
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        raise CorruptCheckpoint(path, "it holds no torch RNG state")
+    try:
+        return TrainState(**payload["state"])
+    except Exception as error:  # noqa: BLE001  missing or unknown fields
+        raise CorruptCheckpoint(path, f"its training state is incomplete ({error})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = (str(error).strip().splitlines() or [""])[0][:300]
+    return f"{type(error).__name__}: {text}"

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from registry._typecheck import check_value
+from registry._typecheck import check_sizes, check_value, short_repr
 
 
 class Registry:
@@ -24,11 +24,19 @@ class Registry:
     Args:
         kind: What is registered, used in messages and spec paths.
         injected: Factory arguments supplied by the harness, not the spec (e.g. ``data_shape``).
+        zero_allowed: Setting names whose integers may be 0; every other integer setting must
+            be >= 1 (`check_sizes`). None: every integer may be 0 (but none negative).
     """
 
-    def __init__(self, kind: str, injected: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        kind: str,
+        injected: tuple[str, ...] = (),
+        zero_allowed: tuple[str, ...] | None = None,
+    ) -> None:
         self.kind = kind
         self.injected = injected
+        self.zero_allowed = zero_allowed
         self._factories: dict[str, Callable[..., Any]] = {}
         self.before_lookup: Callable[[], None] = lambda: None
 
@@ -102,6 +110,11 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         """Return the factory registered under `name`, or raise with close-match suggestions."""
         self.before_lookup()
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Expected `{self.kind}.name` to be a {self.kind} name (a string), but got "
+                f"{short_repr(name)}; run `vaebench list {self.kind}s` to see them all."
+            )
         if name not in self._factories:
             raise unknown_name_error(self.kind, name, list(self._factories))
         return self._factories[name]
@@ -125,11 +138,11 @@ class Registry:
             TypeError: on a value of the wrong type.
         """
         params = self.parameters(name)
-        unknown = sorted(set(settings) - set(params))
+        unknown = sorted(str(key) for key in set(settings) - set(params))
         if unknown:
             raise ValueError(
                 f"Expected settings of {self.kind} {name!r} to be among {sorted(params)}, "
-                f"but got unknown {unknown}."
+                f"but got unknown {short_repr(unknown)}."
             )
         resolved = {}
         for key, param in params.items():
@@ -141,6 +154,8 @@ class Registry:
                 )
             else:
                 resolved[key] = param.default
+        zero_allowed = set(params) if self.zero_allowed is None else set(self.zero_allowed)
+        check_sizes(self.kind, resolved, zero_allowed=zero_allowed)
         return resolved
 
     def create(self, name: str, **settings: Any) -> Any:
@@ -155,15 +170,26 @@ def _natural_key(text: str) -> list[int | str]:
 
 def unknown_name_error(kind: str, name: str, known: list[str]) -> ValueError:
     """Build the error for an unknown registry name, with close-match suggestions."""
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    close = (
+        difflib.get_close_matches(str(name), known, n=3, cutoff=0.5) if len(str(name)) < 200 else []
+    )
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ValueError(
-        f"Expected `{kind}` to be a registered {kind} name, but got {name!r}.{hint} "
+        f"Expected `{kind}` to be a registered {kind} name, but got {short_repr(name)}.{hint} "
         f"Run `vaebench list {kind}s` to see them all."
     )
 
 
-MODELS = Registry("model", injected=("data_shape",))
+# Model settings that count optional parts, so 0 means "none"; every other count must be >= 1.
+MODEL_ZERO_ALLOWED = (
+    "num_residual_blocks",
+    "cells_per_group",
+    "preprocess_downsamples",
+    "capacity_steps",
+    "num_flows",
+    "context_dim",
+)
+MODELS = Registry("model", injected=("data_shape",), zero_allowed=MODEL_ZERO_ALLOWED)
 
 
 def _load_model_plugins() -> None:
