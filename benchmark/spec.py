@@ -64,7 +64,6 @@ class TrainSpec:
     def __post_init__(self) -> None:
         # NOTE: each of these trains without error and records a wrong result as ok otherwise
         # (0 steps: an untrained model; a negative clip norm: gradient ascent).
-        check_sizes("train", self, zero_allowed=("kl_warmup_steps", "checkpoint_every"))
         for key in ("lr", "adam_eps", "grad_clip_norm"):
             value = getattr(self, key)
             if value is not None and not value > 0:
@@ -78,6 +77,7 @@ class TrainSpec:
                 f"Expected `train.adam_betas` to lie in [0, 1), but got {list(self.adam_betas)}; "
                 f"the usual values are [0.9, 0.999]."
             )
+        check_sizes("train", self, zero_allowed=("kl_warmup_steps", "checkpoint_every"))
 
 
 @dataclass(frozen=True)
@@ -284,8 +284,13 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def parse_yaml(text: str, where: str) -> Any:
+def parse_yaml(text: str, where: str, *, path: str = "") -> Any:
     """Parse YAML `text` safely into plain data; every failure is one line naming `where`.
+
+    Args:
+        text: The YAML document.
+        where: What it is, for messages (a file name, "the value of `--set k`").
+        path: The spec key the document is the value of, for messages ("" for a whole file).
 
     Raises:
         ValueError: text over `MAX_YAML_BYTES`, a syntax error (with line and column), a
@@ -306,7 +311,7 @@ def parse_yaml(text: str, where: str) -> Any:
         raise ValueError(
             f"Expected {where} to nest at most {MAX_DEPTH} levels deep, but it nests deeper."
         ) from None
-    check_plain_data(data, where)
+    check_plain_data(data, where, path=path)
     return data
 
 
@@ -318,7 +323,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"parsing failed{at}: {' '.join(str(problem).split())[:200]}"
 
 
-def check_plain_data(data: Any, where: str) -> None:
+def check_plain_data(data: Any, where: str, *, path: str = "") -> None:
     """Raise ValueError unless `data` is a small tree of plain values, as specs are.
 
     Plain values are mappings with string keys, lists, strings, booleans, null, int64 integers
@@ -327,7 +332,7 @@ def check_plain_data(data: Any, where: str) -> None:
     expansion has 10**9 values, which anything that walks it (hashing, error messages) would
     expand. Shared nodes are measured once here, so the check itself stays fast.
     """
-    _measure(data, "", where, {}, set())
+    _measure(data, path, where, {}, set())
 
 
 def _measure(value: Any, path: str, where: str, sizes: dict, ancestors: set) -> int:
@@ -415,7 +420,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                     f"Expected `{where}` to be a mapping for override {short_repr(override)}, "
                     f"but it is {short_repr(node)}."
                 )
-        node[parts[-1]] = parse_yaml(value, f"the value of `--set {short_repr(key)}`")
+        node[parts[-1]] = parse_yaml(value, f"the value of `--set {key[:100]}`", path=key)
     return raw
 
 
