@@ -198,7 +198,7 @@ def check_sizes(path: str, value: Any, *, zero_allowed: typing.Collection[str] =
         if value < least:
             raise ValueError(
                 f"Expected `{path}` to be an integer >= {least}, but got {value}; "
-                f"sizes and counts must be {'non-negative' if least == 0 else 'positive'}."
+                f"use {least} or more."
             )
     elif isinstance(value, float) and value < 0:
         raise ValueError(
