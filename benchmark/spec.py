@@ -77,7 +77,8 @@ class TrainSpec:
                 f"Expected `train.adam_betas` to lie in [0, 1), but got {list(self.adam_betas)}; "
                 f"the usual values are [0.9, 0.999]."
             )
-        check_sizes("train", self, zero_allowed=("kl_warmup_steps", "checkpoint_every"))
+        zero_allowed = ("kl_warmup_steps", "checkpoint_every", "curve_nll_examples")
+        check_sizes("train", self, zero_allowed=zero_allowed)
 
 
 @dataclass(frozen=True)

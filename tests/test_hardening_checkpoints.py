@@ -64,7 +64,7 @@ def test_crafted_checkpoint_runs_no_code_and_the_run_restarts(tmp_path, clean_re
     the training curve equals that of a run that never had a checkpoint."""
     spec = resolve_spec(RAW)
     marker = tmp_path / "pwned"
-    path = crafted_checkpoint(tmp_path / "checkpoints" / f"{spec.hash[:16]}.pt", marker)
+    path = crafted_checkpoint(tmp_path / "checkpoints" / f"{spec.training_hash[:16]}.pt", marker)
     with caplog.at_level(logging.WARNING):
         record = run_spec(spec, options(tmp_path))
     assert not marker.exists()
@@ -80,7 +80,7 @@ def test_crafted_checkpoint_runs_no_code_and_the_run_restarts(tmp_path, clean_re
 def test_corrupt_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path, clean_record, damage):
     """Property: a damaged checkpoint gives an ok run equal to a clean one, not a failure."""
     spec = resolve_spec(RAW)
-    path = tmp_path / "checkpoints" / f"{spec.hash[:16]}.pt"
+    path = tmp_path / "checkpoints" / f"{spec.training_hash[:16]}.pt"
     path.parent.mkdir(parents=True)
     model = create_model("vae", data_shape=(1, 8, 8), latent_dim=2, architecture={"hidden": (8,)})
     save_checkpoint(path, model, [torch.optim.Adam(model.parameters())], _state())
@@ -97,7 +97,7 @@ def test_corrupt_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path, clean_
 def _state():
     from benchmark.trainer import TrainState
 
-    return TrainState(step=3, epoch_generator_state=torch.Generator().get_state())
+    return TrainState(step=3)
 
 
 def test_foreign_checkpoint_is_refused_before_anything_changes(tmp_path):
