@@ -9,6 +9,7 @@ through ``python -m benchmark`` to check the real exit code and stderr, logging 
 
 import copy
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -318,13 +319,11 @@ def suite_cases() -> list[Case]:
 
 
 def divergence_cases() -> list[Case]:
-    reason = "item 5 (lead)"
-    cases = []
-    for lr in (1e6, 1e30, 1e38):
-        case = spec_case(f"diverge-lr-{lr:g}", "train", {"steps": 30, "lr": lr, "log_every": 1})
-        case.xfail = reason
-        cases.append(case)
-    return cases
+    """Learning rates that blow training up: recorded `diverged` (exit 2), never `ok`."""
+    train = {"steps": 30, "log_every": 1, "checkpoint_every": 0}
+    return [
+        spec_case(f"diverge-lr-{lr:g}", "train", {**train, "lr": lr}) for lr in (1e6, 1e30, 1e38)
+    ]
 
 
 CASES = (
@@ -423,6 +422,10 @@ def test_hostile_input_is_one_line_fast_and_writes_nothing(case, workspace, monk
     assert not changed, f"changed or removed: {changed}"
     outside = sorted(p for p in set(after) - set(before) if not p.startswith(OWN_FOLDERS))
     assert not outside, f"written outside results/ and checkpoints/: {outside}"
+    records = [p for p in set(after) - set(before) if p.endswith(".json")]
+    statuses = {json.loads((root / p).read_text())["status"] for p in records}
+    assert statuses <= {"diverged"}, statuses  # a record written by a refused run says why
+    assert bool(statuses) == case.id.startswith("diverge")
 
 
 OWN_FOLDERS = ("work/results/", "work/checkpoints/")
