@@ -338,7 +338,9 @@ def check_plain_data(data: Any, where: str, *, path: str = "") -> None:
 
 def _measure(value: Any, path: str, where: str, sizes: dict, ancestors: set) -> int:
     """Return the expanded value count of `value`; `sizes` memoizes shared nodes by id."""
-    if not isinstance(value, dict | list):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return 1  # NOTE: a resolved setting passed in by code (e.g. an `Architecture`)
+    if not isinstance(value, dict | list | tuple):
         _check_scalar(value, path, where)
         return 1
     if id(value) in sizes:
