@@ -270,5 +270,5 @@ def test_linear_gaussian_rejects_image_preprocessing(preprocessing):
 )
 def test_linear_gaussian_rejects_invalid_settings(settings, message):
     """Contract: non-positive sizes, noise or negative seeds raise ValueError naming the key."""
-    with pytest.raises(ValueError, match=f"Expected `{message}`"):
+    with pytest.raises(ValueError, match=rf"Expected `(dataset\.)?{message}`"):
         create_dataset("linear_gaussian", **settings)
