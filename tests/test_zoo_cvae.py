@@ -194,7 +194,7 @@ def test_a_cvae_needs_a_labelled_dataset(tmp_path):
     spec = resolve_spec(
         {
             "name": "cvae-unlabelled",
-            "model": {"name": "cvae", "latent_dim": 2},
+            "model": {"name": "cvae", "latent_dim": 2, "likelihood": "gaussian"},
             "dataset": {"name": "linear_gaussian"},
             "train": {"steps": 5, "batch_size": 16},
             "eval": {"elbo": {"num_examples": 10}},
