@@ -188,6 +188,8 @@ MODEL_ZERO_ALLOWED = (
     "capacity_steps",
     "num_flows",
     "context_dim",
+    "max_shift",
+    "anneal_steps",
 )
 MODELS = Registry("model", injected=("data_shape",), zero_allowed=MODEL_ZERO_ALLOWED)
 

@@ -168,7 +168,13 @@ def _check_dataclass(path: str, value: Any, cls: type) -> Any:
             f"Expected keys of `{path}` to be among {allowed}, but got unknown "
             f"{short_repr(unknown)}."
         )
-    return cls(**{k: check_value(f"{path}.{k}", v, hints[k]) for k, v in value.items()})
+    checked = {k: check_value(f"{path}.{k}", v, hints[k]) for k, v in value.items()}
+    try:
+        return cls(**checked)
+    except (ValueError, TypeError) as error:  # the dataclass's own check (`__post_init__`)
+        if f"`{path}" in str(error):
+            raise
+        raise type(error)(f"{error} (in `{path}`)") from None
 
 
 def check_sizes(path: str, value: Any, *, zero_allowed: typing.Collection[str] = ()) -> None:

@@ -39,7 +39,7 @@ def changed(dotted: str, value) -> dict:
         ("seed", -1, ["`seed`", "-1", ">= 0"]),
         ("model.name", ["vae"], ["`model.name`", "['vae']", "vaebench list models"]),
         ("model.name", {"a": 1}, ["`model.name`", "{'a': 1}", "vaebench list models"]),
-        ("eval", {"nll": {"k": -5}}, ["`eval.nll.k`", "-5", "use 1 or more"]),
+        ("eval", {"nll": {"k": -5}}, ["`k`", "-5", "`eval.nll`", "positive"]),
         ("name", "a\x00b", ["`name`", "'a\\x00b'", "e.g. 'a_b'"]),
         ("name", "../../x", ["`name`", "'../../x'", "letters, digits"]),
         ("train.grad_clip_norm", -1.0, ["`train.grad_clip_norm`", "-1.0", "null for no clipping"]),
