@@ -37,12 +37,17 @@ SIGNIFICANT_DIGITS = 6  # of each recorded per-example value
 MIN_PARETO_K = 5 * MIN_TAIL - 4  # the smallest K whose weights support a PSIS tail fit
 
 
+MAX_K = 1_000_000  # importance samples per example; see `NLLConfig`
+
+
 @dataclass(frozen=True)
 class NLLConfig:
     """Settings of the ``nll`` evaluator (importance sampling, Burda et al. 2016).
 
     Memory does not grow with K: the estimator streams its summaries over chunks of `chunk`
     draws (`metrics.nll.importance_sampled_log_likelihood`), so K is bounded by time, not memory.
+    K above `MAX_K` is refused up front: at the NLL benchmark's rate it would take hours per
+    thousand examples, and no published protocol uses more than 5,000.
     """
 
     k: int = 5000  # importance samples per example (Burda et al.: 5000; NVAE: 1000)
@@ -55,6 +60,11 @@ class NLLConfig:
     def __post_init__(self) -> None:
         for name in ("k", "chunk", "batch_size"):
             _positive(getattr(self, name), name)
+        if self.k > MAX_K:
+            raise ValueError(
+                f"Expected `k` to be at most {MAX_K:,} importance samples, but got {self.k:,}. "
+                f"Published protocols use 5,000 (Burda et al. 2016) or 1,000 (NVAE)."
+            )
         if self.pareto_k and self.k < MIN_PARETO_K:
             raise ValueError(
                 f"Expected `k` to be at least {MIN_PARETO_K} for the PSIS k-hat diagnostic, but "
