@@ -337,6 +337,9 @@ def _train_and_evaluate_once(spec: RunSpec, options: RunOptions, context: dict[s
     # NOTE: metrics run where the model trained, on the same deterministic evaluation data.
     on_device = dataset.on(device)
     metrics = evaluate(model, on_device, spec, context["timings"], context["undefined"])
+    # Constants the model estimated for its densities (NCP-VAE's log normaliser, with stderr).
+    if hasattr(model, "estimated_constants"):
+        context["model_info"]["estimated_constants"] = model.estimated_constants()
     context["images"] = save_images(model, on_device, spec, options.results_dir)
     return "ok", metrics, None
 

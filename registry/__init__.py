@@ -21,6 +21,7 @@ from registry import annealed_vae, beta_tcvae, dip_vae, factor_vae  # noqa: E402
 from registry import cvae, iaf_vae, ladder_vae, nvae  # noqa: E402, F401  isort: skip
 from registry import skip_vae, vamp_prior, vq_vae, wae  # noqa: E402, F401  isort: skip
 from registry import aasae, concrete_autoencoder, evidential_cvae, patch_vae  # noqa: E402, F401  isort: skip
+from registry import biva, ncp_vae, vae_gan, vq_vae2  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "MODELS",
