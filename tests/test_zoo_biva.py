@@ -118,3 +118,19 @@ def test_top_layer_stays_active_where_a_bottom_up_hierarchy_collapses():
             top = model.encode(x).mean[:, :4]  # (N, 4): the top layer comes first
         active[name] = int((top.var(0) > 0.01).sum())
     assert active["biva"] >= 3 and active["ladder_vae"] == 0, active
+
+
+def test_free_bits_floor_each_variables_kl_in_the_objective_only():
+    """Closed form (free bits, Kingma et al. 2016): with a floor above every variable's KL, the
+    objective is -reconstruction + floor x (number of variables: z_L, then BU and TD per lower
+    layer), while the logged ELBO stays the plain one."""
+    model = tiny_biva(free_bits=50.0)
+    x = (torch.rand(6, 4) > 0.5).float()
+    torch.manual_seed(3)
+    output = model.loss(x, step=0)
+    expected = -output.terms["reconstruction"] + 50.0 * 3
+    assert output.loss.item() == pytest.approx(expected, rel=1e-5)
+    assert output.terms["elbo"] == pytest.approx(
+        output.terms["reconstruction"] - output.terms["kl"]
+    )
+    assert 0 < output.terms["kl"] < 50.0
