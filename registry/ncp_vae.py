@@ -26,10 +26,11 @@ with its own Adam (`auxiliary_parameters`, as FactorVAE's discriminator) on deta
 and base-prior samples of every batch, so it tracks the current aggregate posterior and matches
 the final VAE's once its weights settle. The logged ``elbo`` is the base-prior ELBO.
 
-Presets: ``ncp_vae`` (small MLP VAE, a 2-layer classifier) and ``ncp_vae_paper`` (the paper's
-classifier setting on its smallest VAE, as recalled: the base VAE's latent of 64 dims
-[unverified] on the shared MLP trunk; the paper puts a classifier per latent group of NVAE,
-which a one-group VAE reduces to one classifier).
+Presets: ``ncp_vae`` (small MLP VAE, a 2-layer classifier, 50 resampling proposals) and
+``ncp_vae_paper`` (as recalled, all [unverified]: importance resampling with 5,000 proposals;
+a 64-d latent on the shared MLP trunk and a 3-layer classifier stand in for the paper's NVAE
+with one residual classifier per latent group, which a one-group VAE reduces to one; the
+normaliser from 100,000 base samples is vaebench's choice).
 
 Equation and section numbers are cited from memory; vaebench's references do not hold the
 paper's text [unverified].
