@@ -164,7 +164,7 @@ class NCPVAE(VAE):
         n = math.prod(shape)
         proposals = self.base_prior().sample((n, self.resampling_proposals))  # (n, M, D)
         pick = torch.distributions.Categorical(logits=self.log_ratio(proposals)).sample()  # (n,)
-        return proposals[torch.arange(n), pick].reshape(*shape, self.latent_dim)
+        return proposals[torch.arange(n, device=pick.device), pick].reshape(*shape, self.latent_dim)
 
     def langevin_sample(self, shape: torch.Size) -> Tensor:
         """Draw ``(*shape, D)`` by unadjusted Langevin dynamics on log p_base + log r."""

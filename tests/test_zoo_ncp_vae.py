@@ -95,16 +95,18 @@ def test_normaliser_is_re_estimated_after_training_and_presets_share_a_schema():
 
 def test_reweighted_prior_samples_score_a_lower_fid_than_base_prior_samples(tmp_path):
     """Property (Aneja et al. 2021, Table 1: the NCP improves the FID of the same VAE's samples):
-    after 1,000 steps on the digits, decoder means of 1,000 NCP samples (importance resampling)
-    have a lower FID on the digits LeNet than 1,000 base-prior samples of the same VAE, by more
-    than 0.4 (measured, seeds 0-2: 3.76, 3.79, 3.87 against 4.77, 4.81, 4.64; with 8 latent
-    dimensions the gain was smaller, 0.37-0.75, as most dimensions were inactive).
+    after 1,000 steps on the digits, decoder means of 4,000 NCP samples (importance resampling)
+    have a lower FID against the training digits, on the digits LeNet, than 4,000 base-prior
+    samples of the same VAE (measured: lower in 9 of 9 runs, training seeds 0-2 x sample seeds
+    1-3, by 0.07 to 0.51 with base FIDs of 3.6 to 4.1; this seed's: 3.60 against 3.97).
 
-    Why it holds at this scale: a small, briefly trained VAE leaves a large mismatch between the
+    Why it holds at this scale: a small, briefly trained VAE leaves a mismatch between the
     aggregate posterior q(z) and N(0, I) (the "prior hole" the paper targets); base samples that
     land in the holes decode to non-digits, and a 2-layer classifier on a 4-d code separates
     q(z) from N(0, I) well enough (its accuracy is only about 0.56, yet enough) to move the
-    samples towards q(z).
+    samples towards q(z). The margin is small next to the FID's sampling noise at 1,000 samples
+    against the 360 test digits (the gain then ranged from -0.06 to 1.2), hence 4,000 samples
+    against the 1,257 training digits, and no margin beyond "lower".
     """
     dataset = create_dataset("digits")
     network = load_or_train_feature_network(
@@ -113,18 +115,15 @@ def test_reweighted_prior_samples_score_a_lower_fid_than_base_prior_samples(tmp_
     torch.manual_seed(0)
     model = create_model("ncp_vae", data_shape=dataset.data_shape, latent_dim=4)
     train(model, dataset, TrainSpec(steps=1000, checkpoint_every=0), seed=0, progress=False)
-    real = extract_features(network.module, dataset.splits["test"], batch_size=500)
+    real = extract_features(network.module, dataset.splits["train"], batch_size=500)
     fid = {}
     for name, prior in [("base", model.base_prior()), ("ncp", model.prior())]:
         torch.manual_seed(1)
         with torch.no_grad():
-            images = model.decode(prior.sample((1000,))).mean
+            images = model.decode(prior.sample((4000,))).mean
         generated = extract_features(network.module, images, batch_size=500)
         fid[name] = frechet_distance(real, generated, num_bootstrap=2).value
-    assert fid["ncp"] < fid["base"] - MARGIN, fid
-
-
-MARGIN = 0.4
+    assert fid["ncp"] < fid["base"], fid
 
 
 def test_a_run_record_keeps_the_estimated_normaliser_with_its_stderr(tmp_path):
