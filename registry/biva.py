@@ -51,6 +51,7 @@ from registry.trunks import gaussian_head
 from registry.vae import LikelihoodName
 
 Activation = Literal["relu", "tanh", "elu", "leaky_relu"]
+Values = dict[tuple[int, str], Tensor]  # {(layer, "bu" | "td" | "top"): tensor}
 
 
 @dataclass
@@ -132,7 +133,7 @@ class BIVA(LatentVariableModel):
             nn.Linear(hidden[0], self.observation.num_params * math.prod(self.data_shape)),
         )
 
-    def _given(self, z: Tensor | None) -> dict[tuple[int, str], Tensor] | None:
+    def _given(self, z: Tensor | None) -> Values | None:
         """Split a flattened ``z`` into ``{(layer, "bu" | "td" | "top"): value}``."""
         if z is None:
             return None
@@ -142,14 +143,16 @@ class BIVA(LatentVariableModel):
             given[(i, "bu")], given[(i, "td")] = parts[1 + 2 * k], parts[2 + 2 * k]
         return given
 
-    def _draw(self, dist: Distribution, key: tuple[int, str], given, use_means: bool) -> Tensor:
+    def _draw(
+        self, dist: Distribution, key: tuple[int, str] | None, given: Values | None, use_means: bool
+    ) -> Tensor:
         if given is not None:
             return given[key]
         return dist.mean if use_means else dist.rsample()
 
     def bottom_up(
-        self, x: Tensor, lead: torch.Size, given, use_means: bool
-    ) -> tuple[list[Tensor], dict[tuple[int, str], Tensor], dict[tuple[int, str], Tensor]]:
+        self, x: Tensor, lead: torch.Size, given: Values | None, use_means: bool
+    ) -> tuple[list[Tensor], Values, Values]:
         """Run the bottom-up pass: features d_i ``(*lead, h_i)``, z^BU and z_L, and their log q."""
         top, features, values, log_q = len(self.latent_dims) - 1, [], {}, {}
         h = self.up[0](x.flatten(start_dim=1)).expand(*lead, -1)  # (*lead, h_1)
@@ -261,7 +264,7 @@ class BIVA(LatentVariableModel):
         kl_terms = torch.stack([term.mean() for term in result.kl_terms])  # (variables,)
         kl_objective = kl_terms.clamp(min=self.free_bits).sum()
         loss = -reconstruction.mean() + kl_weight * kl_objective
-        rec, kl_mean = reconstruction.detach().mean().item(), kl_terms.detach().sum().item()
+        rec, kl_mean = reconstruction.detach().mean(), kl_terms.detach().sum()
         return LossOutput(loss, {"elbo": rec - kl_mean, "reconstruction": rec, "kl": kl_mean})
 
 

@@ -188,8 +188,8 @@ class NCPVAE(VAE):
         classifier_loss, accuracy = noise_contrastive_loss(
             self.classifier, z.detach(), self.base_prior().sample(z.shape[:1])
         )
-        terms = {**_terms(reconstruction, kl), "classifier_loss": classifier_loss.item()}
-        terms["classifier_accuracy"] = accuracy.item()
+        terms = {**_terms(reconstruction, kl), "classifier_loss": classifier_loss.detach()}
+        terms["classifier_accuracy"] = accuracy.detach()
         return LossOutput(loss, terms, auxiliary_loss=classifier_loss)
 
 

@@ -148,15 +148,15 @@ class VAEGAN(VAE):
         loss = (kl_weight * kl + llike_encoder + self.gamma * llike_decoder + fooling).mean()
         d_loss, d_accuracy = discriminator_loss(self.discriminator, x, x_tilde, x_p)
         with torch.no_grad():  # the pixel ELBO, logged for comparison with the other families
-            reconstruction = self.decode(z).log_prob(x).mean().item()
+            reconstruction = self.decode(z).log_prob(x).mean()
         terms = {
             "reconstruction": reconstruction,
-            "kl": kl.detach().mean().item(),
-            "elbo": reconstruction - kl.detach().mean().item(),
-            "feature_reconstruction": llike_decoder.detach().mean().item(),
-            "generator_loss": fooling.detach().mean().item(),
-            "discriminator_loss": d_loss.item(),
-            "discriminator_accuracy": d_accuracy.item(),
+            "kl": kl.detach().mean(),
+            "elbo": reconstruction - kl.detach().mean(),
+            "feature_reconstruction": llike_decoder.detach().mean(),
+            "generator_loss": fooling.detach().mean(),
+            "discriminator_loss": d_loss.detach(),
+            "discriminator_accuracy": d_accuracy.detach(),
         }
         return LossOutput(loss, terms, auxiliary_loss=d_loss)
 

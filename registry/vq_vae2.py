@@ -267,7 +267,7 @@ class VQVAE2(LatentVariableModel):
         commitment = (q_z.z_e - q_z.z_q.detach()).pow(2).sum(-1)
         per_example = -reconstruction - log_prior + codebook + self.commitment_weight * commitment
         terms = {
-            name: value.detach().mean().item()
+            name: value.detach().mean()
             for name, value in (
                 ("elbo", reconstruction + log_prior),
                 ("reconstruction", reconstruction),
