@@ -83,9 +83,9 @@ def test_samples_are_sharper_than_a_pixel_vae():
     """Property (Larsen et al. 2016, Sec. 4.1: "the VAE-GAN produces sharper images than the
     VAE"): after 250 steps on binarised digits, the decoder means of VAE-GAN prior samples are
     closer to black-and-white than those of a VAE of the same encoder and decoder (measured,
-    seeds 0-2: sharpness 0.913, 0.978, 0.802 against 0.570, 0.561, 0.550; after 500 steps 0.997,
-    0.957, 0.981 against 0.642, 0.625, 0.607). Reconstructions are not tested: they were sharper
-    in 2 of 3 seeds only (250 steps: 0.72, 0.79, 0.11 against 0.45, 0.42, 0.40).
+    seeds 0-2: sharpness 0.935, 0.984, 0.956 against 0.563, 0.557, 0.562). Reconstructions are
+    not tested: sharper in 3 of 3 seeds here (0.73, 0.84, 0.80 against 0.43, 0.40, 0.42), but
+    in 2 of 3 with the trainer's earlier data order (0.72, 0.79, 0.11 against 0.45, 0.42, 0.40).
 
     Why it holds at this scale: a Bernoulli VAE's decoder mean is the pixel's posterior-averaged
     probability, grey wherever strokes vary across the codes a sample could be (blur); the
