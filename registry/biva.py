@@ -89,8 +89,6 @@ class BIVA(LatentVariableModel):
             0 trains on the ELBO itself.
     """
 
-    local_posterior_families: tuple[str, ...] = ()  # dependent groups: see the module docstring
-
     def __init__(
         self,
         data_shape: tuple[int, ...],

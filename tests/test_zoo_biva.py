@@ -7,8 +7,9 @@ from torch.distributions import Independent, Normal
 from benchmark.datasets import create_dataset
 from benchmark.spec import TrainSpec
 from benchmark.trainer import train
+from metrics.local_posterior import require_local_posterior_family
 from registry import create_model, resolve_hyperparameters
-from registry.base import LikelihoodUndefined, require_local_posterior_family
+from registry.base import LikelihoodUndefined
 
 
 def tiny_biva(**settings):
@@ -77,7 +78,7 @@ def test_gaps_are_undefined_and_presets_share_a_schema():
     """Contract: no local q* family contains BIVA's chained q (gaps n/a, like the ladder);
     small and paper presets share a schema, the paper's has 6 stochastic layers."""
     with pytest.raises(LikelihoodUndefined, match="amortization gap"):
-        require_local_posterior_family(tiny_biva(), "ffg")
+        require_local_posterior_family(tiny_biva(), torch.ones(1, 4), "ffg")
     small, paper = resolve_hyperparameters("biva", {}), resolve_hyperparameters("biva_paper", {})
     assert small.keys() == paper.keys() and small != paper
     assert len(paper["latent_dims"]) == 6

@@ -9,9 +9,9 @@ import torch
 from benchmark.datasets import create_dataset
 from benchmark.spec import TrainSpec
 from benchmark.trainer import train
-from metrics.importance import log_importance_weights
 from registry import create_model, resolve_hyperparameters
 from registry.base import LikelihoodUndefined, require_continuous_latents
+from registry.estimators import log_importance_weights
 
 
 def tiny_vq2(**settings):
