@@ -115,6 +115,28 @@ def fixture_records():
             model={"name": "cvae", "num_parameters": 1010, "conditions_on_labels": True},
         )
     )
+    # A model whose NLL is an upper bound its diagnostics do not trust (≤ and ⚠ with a note).
+    vq = make_record(value=-90.0, seed=0)
+    nll = Estimate(
+        88.0,
+        0.5,
+        360,
+        "nats",
+        False,
+        {"k": 100, "split": "test"},
+        kind="upper_bound",
+        warning="83% of examples have PSIS k-hat > 0.7",
+    )
+    records.append(
+        replace(
+            vq,
+            spec={**vq.spec, "name": "vq", "suite": "quick"},
+            spec_hash="vq0".ljust(64, "0"),
+            config_hash="vq".ljust(64, "1"),
+            model={"name": "vq_vae", "num_parameters": 2_500_000},
+            metrics={**vq.metrics, "nll": {"nll": nll, "iwae_bound": replace(nll, value=-88.0)}},
+        )
+    )
     return records + mnist_records()
 
 
@@ -225,13 +247,12 @@ def test_one_undefined_metric_is_na_with_its_reason_in_its_own_cell():
         },
     )
     text = render_leaderboard([defined, flow])
-    rows: dict[str, str] = {}
-    for line in text.splitlines():  # the elbo table comes first, then the cost table
-        if line.startswith("| "):
-            rows.setdefault(line.split(" | ")[0], line)
-    assert rows["| iaf"].endswith("| n/a |") and "-79.00" in rows["| iaf"]
-    assert "12.00" in rows["| vae"]
-    assert "n/a for iaf (kl): the flow posterior's KL has no per-dimension split." in text
+    details = text.split("<details><summary>elbo</summary>")[1].split("</details>")[0]
+    rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
+    assert rows["| iaf"].endswith("| n/a¹ |") and "-79.0" in rows["| iaf"]
+    assert "12.0" in rows["| vae"]
+    note = "- ¹ n/a for iaf (elbo/kl): the flow posterior's KL has no per-dimension split."
+    assert text.count(note) == 1
 
 
 def test_csv_marks_label_conditional_runs():
@@ -251,10 +272,10 @@ def test_leaderboard_without_records_says_how_to_make_them(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(-80.0, "-80.00"), (0.01234567, "0.01235"), (1234.5, "1234"), (None, "—"), (0.0, "0")],
+    [(-80.0, "-80.0"), (0.01234567, "0.0123"), (1234.5, "1230"), (None, "—"), (0.0, "0")],
 )
 def test_format_number(value, text):
-    """Property: four significant digits in plain notation."""
+    """Property: three significant digits in plain notation."""
     assert format_number(value) == text
 
 
@@ -273,12 +294,12 @@ def test_single_seed_interval_is_normal_from_stderr():
 
 def test_version_mismatch_flags_only_the_mixed_column():
     """Property: a column mixing metric versions is flagged; a single-version column is not."""
-    records = [r for r in fixture_records() if r.dataset["name"] == "digits"]
+    records = [r for r in fixture_records() if r.dataset.name == "digits" and r.name != "vq"]
     cells = aggregate(records)
     configs = sorted({config_key(r) for r in records})
     assert version_mismatches("nll", configs, cells, ["nll"]) == {"nll": ["1", "2"]}
     assert version_mismatches("elbo", configs, cells, ["elbo", "kl"]) == {}
-    vae_only = [c for c in configs if c.startswith("vae@")]
+    vae_only = [c for c in configs if c.run == "vae"]
     assert version_mismatches("nll", vae_only, cells, ["nll"]) == {}
 
 
