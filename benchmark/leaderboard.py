@@ -905,6 +905,55 @@ def load_literature_or_warn(results_dir: Path, *, strict: bool) -> list | None:
         return None
 
 
+COMMITTED_RESULTS = Path("results")  # the repository's records, tabulated in ./leaderboard.md
+
+
+@dataclass(frozen=True)
+class LeaderboardPaths:
+    """Where a leaderboard's files go."""
+
+    markdown: Path
+    csv: Path
+    figures: Path
+    html: Path | None = None
+
+
+def leaderboard_paths(
+    results_dir: Path | None,
+    *,
+    output: Path | None = None,
+    csv: Path | None = None,
+    html: bool | Path = False,
+    filtered: bool = False,
+) -> LeaderboardPaths:
+    """Decide where a leaderboard goes: the committed files only for the repository's results.
+
+    The committed ``leaderboard.md``, ``.csv`` and ``figures/`` (in the working folder) are
+    written only for the default results folder with no filters. Any other results folder, or a
+    filtered view, goes beside its records (``DIR/leaderboard.md`` ...), so a suite run into a
+    scratch folder never overwrites the repository's tables. An explicit `output` wins; its CSV
+    and figures then go beside it.
+
+    Args:
+        results_dir: The records' folder; None means the repository's ``results``.
+        output: The Markdown file, if given.
+        csv: The CSV file, if given.
+        html: True for ``leaderboard.html`` beside the Markdown, or a path.
+        filtered: Whether dataset or model filters apply.
+    """
+    results = Path(results_dir) if results_dir is not None else COMMITTED_RESULTS
+    committed = results.resolve() == COMMITTED_RESULTS.resolve() and not filtered
+    root = Path(".") if committed else results
+    markdown = Path(output) if output is not None else root / "leaderboard.md"
+    page = Path(html) if isinstance(html, Path) else markdown.with_suffix(".html") if html else None
+    return LeaderboardPaths(
+        markdown,
+        Path(csv) if csv is not None else markdown.with_suffix(".csv"),
+        markdown.parent / "figures",
+        page,
+    )
+
+
 def write_leaderboard(
     results_dir: Path,
     output: Path,

@@ -12,6 +12,7 @@ from benchmark.stats import (
     mean_interval,
     minimum_detectable_difference,
     paired_bootstrap_difference,
+    t_test_power,
     welch_standard_error,
     welch_test,
 )
@@ -114,3 +115,19 @@ def test_paired_bootstrap_interval_covers_the_paired_t_interval():
     assert result.estimate == pytest.approx(d.mean())
     assert (result.low, result.high) == pytest.approx(expected, abs=0.01)
     assert result.p_value < 0.01
+
+
+@pytest.mark.parametrize(("noncentrality", "df"), [(1.0, 8.0), (3.0, 4.3), (0.5, 30.0)])
+def test_t_test_power_matches_scipy_noncentral_t(noncentrality, df):
+    """Reference (scipy): P(|T| > c) under `scipy.stats.nct` where scipy is finite."""
+    c = stats.t.ppf(0.975, df)
+    expected = stats.nct.sf(c, df, noncentrality) + stats.nct.cdf(-c, df, noncentrality)
+    assert t_test_power(noncentrality, df, c) == pytest.approx(expected, rel=1e-6)
+
+
+def test_minimum_detectable_difference_is_finite_with_two_seeds_per_side():
+    """Property: df = 1 (two seeds a side, one of them flat) still gives a finite answer,
+    larger than with 5 seeds a side at the same spread."""
+    two = minimum_detectable_difference(*welch_standard_error(1.0, 2, 1e-9, 2))
+    five = minimum_detectable_difference(*welch_standard_error(1.0, 5, 1e-9, 5))
+    assert np.isfinite(two) and two > five > 0
