@@ -29,7 +29,7 @@ STATUSES: tuple[str, ...] = ("ok", "diverged", "failed")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Section(Mapping):
     """A record section: declared fields plus ``extra`` (undeclared keys), one flat JSON object.
 
@@ -60,16 +60,30 @@ class Section(Mapping):
         return cls(**declared, extra=data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the flat JSON object: declared fields by their JSON keys, then ``extra``."""
+        """Return the flat JSON object: declared fields by their JSON keys (those that are None
+        left out, as absent keys read back as None), then ``extra``."""
         data = {
             self.JSON_KEYS.get(f.name, f.name): _plain(getattr(self, f.name))
             for f in fields(self)
-            if f.name != "extra"
+            if f.name != "extra" and getattr(self, f.name) is not None
         }
         return {**data, **self.extra}
 
     def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
+        names = {self.JSON_KEYS.get(f.name, f.name): f.name for f in fields(self)}
+        if key in names and key != "extra":
+            return getattr(self, names[key])
+        return self.extra[key]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a section of the same type, or to a mapping, with the same JSON object."""
+        if isinstance(other, Section):
+            return type(self) is type(other) and self.to_dict() == other.to_dict()
+        if isinstance(other, Mapping):
+            return self.to_dict() == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # NOTE: holds dicts, so never hashable
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.to_dict())
@@ -82,7 +96,7 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelInfo(Section):
     """The model a run trained: registry name, class, size, and what its likelihoods mean."""
 
@@ -98,7 +112,7 @@ class ModelInfo(Section):
     JSON_KEYS: ClassVar[dict[str, str]] = {"class_name": "class"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DatasetInfo(Section):
     """The data a run saw: name, checksum, source, preprocessing, shape and split sizes."""
 
@@ -115,7 +129,7 @@ class DatasetInfo(Section):
             object.__setattr__(self, "data_shape", tuple(self.data_shape))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrainingInfo(Section):
     """How training went: steps completed, where it resumed, the curve and final loss terms."""
 
@@ -126,7 +140,7 @@ class TrainingInfo(Section):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Timings(Section):
     """Wall seconds: training, evaluation (``eval_<family>`` per evaluator in ``extra``), total."""
 
@@ -141,7 +155,7 @@ class Timings(Section):
         return {k.removeprefix("eval_"): v for k, v in self.extra.items() if k.startswith("eval_")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Environment(Section):
     """Software versions, hardware, and the start-up calibration of the process."""
 
@@ -164,7 +178,7 @@ class Environment(Section):
         return (self.calibration or {}).get("gemm_gflops") or None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Resources(Section):
     """Peak memory in MiB (see `RunRecord`) and whether the run had its process to itself."""
 
@@ -175,7 +189,7 @@ class Resources(Section):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GitState(Section):
     """The commit a run came from, and whether tracked files differed from it."""
 

@@ -29,6 +29,7 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400
 h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: .6em 0; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #d6d6e0; padding: .25em .55em; text-align: right; }
+td { white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #eef0f7; cursor: pointer; user-select: none; }
 th.asc::after { content: " ▲"; } th.desc::after { content: " ▼"; }
