@@ -13,7 +13,7 @@ One figure per dataset and kind, made only when the records of that dataset hold
 - ``disentanglement``: heatmap of the mean across seeds of every ``disentanglement`` score;
 - ``training-curves``: the training loss of ``record.training.curve``, mean ± std across seeds;
 - ``learning-curve``: the test NLL of a fixed subset at the end of each pass of the schedule
-  (``record.training["learning_curve"]``, e.g. iwae_table1), one line per seed, with the paper's
+  (``record.training.learning_curve``, e.g. iwae_table1), one line per seed, with the paper's
   final value as a dashed line where `benchmark.literature` matches the run to one; a
   reduced-budget run then shows how far it is from convergence.
 
@@ -181,7 +181,7 @@ def learning_curve_points(records: list[RunRecord]) -> pd.DataFrame:
         rows += [
             {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
              "nll": point["nll"], "paper": paper}
-            for point in r.training.get("learning_curve", [])
+            for point in r.training.learning_curve
         ]  # fmt: skip
     return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper"])
 

@@ -323,7 +323,7 @@ def _reproduction(
 ) -> Reproduction:
     ordered = sorted(group, key=lambda r: r.spec["seed"])
     estimates = [r.metric(c.family, c.metric) for r in ordered]
-    fractions = [r.training.get("budget_fraction") for r in ordered]
+    fractions = [r.training.budget_fraction for r in ordered]
     return Reproduction(
         published,
         c,

@@ -137,6 +137,9 @@ class TrainingInfo(Section):
     resumed_from_step: int | None = None
     curve: list[dict[str, Any]] = field(default_factory=list)  # [{"step", "loss", ...}]
     final: dict[str, Any] = field(default_factory=dict)
+    # Test NLL of a fixed subset at the end of each pass of a protocol schedule, if asked for.
+    learning_curve: list[dict[str, Any]] = field(default_factory=list)
+    budget_fraction: float | None = None  # share of the protocol's budget trained; None: none
     extra: dict[str, Any] = field(default_factory=dict)
 
 
