@@ -473,7 +473,7 @@ def _intro(
         f"{new} scored higher; whether that is better follows the metric's arrow.",
         "",
         f"Training seeds per side: {', '.join(f'{k} {v}' for k, v in seeds.items())} "
-        f"(seeds {_seeds(records)}). \"detectable at 80% power\" is the smallest true |Δ| that "
+        f'(seeds {_seeds(records)}). "detectable at 80% power" is the smallest true |Δ| that '
         "Welch's test finds 4 times in 5 at α = 0.05, given the spread observed across seeds; "
         "a real difference smaller than it is likely to be reported as no significant "
         "difference.",

@@ -500,13 +500,15 @@ def _headline_header(context: SectionContext, quantity: Quantity, metric: str) -
 
 def _column_k(context: SectionContext, family: str, metric: str) -> str | None:
     """Return the most common K of a column (shown in its header), or None if it has none."""
-    ks = [c.params["k"] for key, c in context.cells.items() if key[1:] == (family, metric) and "k" in c.params]
+    ks = [
+        c.params["k"]
+        for key, c in context.cells.items()
+        if key[1:] == (family, metric) and "k" in c.params
+    ]
     return max(sorted(set(ks)), key=ks.count) if ks else None
 
 
-def _headline_order(
-    context: SectionContext, first: tuple[Quantity, str] | None
-) -> list[ConfigKey]:
+def _headline_order(context: SectionContext, first: tuple[Quantity, str] | None) -> list[ConfigKey]:
     """Order rows: unconditional before conditional, by the first quantity's direction, then
     name; rows without that quantity last."""
 
@@ -543,7 +545,9 @@ def _headline_cell(
     )
 
 
-def _missing_cell(context: SectionContext, config: ConfigKey, family: str, metric: str) -> TableCell:
+def _missing_cell(
+    context: SectionContext, config: ConfigKey, family: str, metric: str
+) -> TableCell:
     reason = context.undefined.get((config, family, metric))
     what = f"{family}/{metric}"
     if reason is None:
@@ -637,7 +641,15 @@ def family_table(
         cells = [context.cells.get((config, family, m)) for m in metrics]
         seeds = max((c.seeds for c in cells if c is not None), default=0)
         rendered = [
-            _detail_cell(context, config, family, m, c, c is not None and config in comparable and c.mean == bests[m], mismatched.get(m))
+            _detail_cell(
+                context,
+                config,
+                family,
+                m,
+                c,
+                c is not None and config in comparable and c.mean == bests[m],
+                mismatched.get(m),
+            )
             for c, m in zip(cells, metrics, strict=True)
         ]
         name = TableCell(context.row_name(config), sort=config.run)
@@ -675,7 +687,11 @@ def _detail_cell(
 
 def _metric_header(context: SectionContext, family: str, metric: str) -> str:
     cell = next(
-        (context.cells[(c, family, metric)] for c in context.configs if (c, family, metric) in context.cells),
+        (
+            context.cells[(c, family, metric)]
+            for c in context.configs
+            if (c, family, metric) in context.cells
+        ),
         None,
     )
     arrow = ARROWS[cell.higher_is_better] if cell else ""
@@ -737,7 +753,10 @@ def _cost_row(config: ConfigKey, group: list[RunRecord]) -> tuple[TableCell, ...
             [r.resources.peak_rss_mb for r in group],
         )
     ]
-    averaged = [TableCell(format_number(mean(v)) if v else "—", sort=mean(v) if v else None) for v in numbers]
+    averaged = [
+        TableCell(format_number(mean(v)) if v else "—", sort=mean(v) if v else None)
+        for v in numbers
+    ]
     grid = _grid(group)
     links = tuple((kind, path) for kind, path in sorted(grid.images.items())) if grid else ()
     return (
@@ -826,16 +845,27 @@ def _header(records: list[RunRecord], filters: str) -> list[str]:
     ]
 
 
-def section_markdown(section: DatasetSection, figures: list, figures_link: str | None, images_link: str | None) -> list[str]:
+def section_markdown(
+    section: DatasetSection, figures: list, figures_link: str | None, images_link: str | None
+) -> list[str]:
     """Render one dataset section as Markdown."""
     lines = [f"## {section.dataset}", "", section.provenance, "", *section.headline.markdown(), ""]
     if section.notes:
         lines += [*section.notes, ""]
     for detail in section.details:
         lines += [f"<details><summary>{detail.family}</summary>", "", *detail.table.markdown(), ""]
-        lines += [detail.parameters, "", "</details>", ""] if detail.parameters else ["</details>", ""]
+        lines += (
+            [detail.parameters, "", "</details>", ""] if detail.parameters else ["</details>", ""]
+        )
     cost = _linked(section.cost, images_link)
-    lines += ["<details><summary>cost and provenance</summary>", "", *cost.markdown(), "", "</details>", ""]
+    lines += [
+        "<details><summary>cost and provenance</summary>",
+        "",
+        *cost.markdown(),
+        "",
+        "</details>",
+        "",
+    ]
     for figure in figures if figures_link is not None else []:
         lines += [f"![{figure.title}]({figures_link}/{figure.filename})", ""]
     return lines
@@ -847,9 +877,7 @@ def _linked(table: Table, images_link: str | None) -> Table:
     for row in table.rows:
         last = row[-1]
         links = tuple((k, f"{images_link}/{p}") for k, p in last.links) if images_link else ()
-        shown = TableCell(
-            "" if links else "—", last.suffix if links else "", links=links
-        )
+        shown = TableCell("" if links else "—", last.suffix if links else "", links=links)
         rows.append((*row[:-1], shown))
     return Table(table.header, tuple(rows), table.row_keys)
 
@@ -900,8 +928,12 @@ def load_literature_or_warn(results_dir: Path, *, strict: bool) -> list | None:
         return load_literature(path)
     except (ValueError, TypeError, KeyError, AttributeError, OSError, yaml.YAMLError) as error:
         if strict:
-            raise ValueError(f"Expected {path} to be a valid literature file, but: {error}") from None
-        log.warning("skipped %s: %s (use --strict to fail instead)", path, str(error).splitlines()[0])
+            raise ValueError(
+                f"Expected {path} to be a valid literature file, but: {error}"
+            ) from None
+        log.warning(
+            "skipped %s: %s (use --strict to fail instead)", path, str(error).splitlines()[0]
+        )
         return None
 
 

@@ -413,7 +413,9 @@ def read_record(path: Path) -> RunRecord:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return RunRecord.from_dict(data)
     except json.JSONDecodeError as error:
-        raise ValueError(f"Expected {path} to be a JSON run record, but it is not: {error}") from None
+        raise ValueError(
+            f"Expected {path} to be a JSON run record, but it is not: {error}"
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise ValueError(f"Expected {path} to be a run record, but: {reason}") from None

@@ -88,7 +88,9 @@ def _png(data: bytes) -> str:
 def _cell(cell: TableCell) -> str:
     value = html.escape(cell.value)
     value = f"<b>{value}</b>" if cell.bold and value else value
-    links = " · ".join(f'<a href="#{_anchor(path)}">{html.escape(label)}</a>' for label, path in cell.links)
+    links = " · ".join(
+        f'<a href="#{_anchor(path)}">{html.escape(label)}</a>' for label, path in cell.links
+    )
     sort = "" if cell.sort is None else f' data-sort="{html.escape(str(cell.sort))}"'
     title = f' title="{html.escape(cell.title)}"' if cell.title else ""
     return f"<td{sort}{title}>{value}{links}{html.escape(cell.suffix)}</td>"
@@ -118,10 +120,16 @@ def _grids(grids: tuple[Grid, ...], results_dir: Path) -> list[str]:
             file = Path(results_dir) / path
             if file.is_file():
                 alt = html.escape(f"{grid.config.run} {kind}")
-                images.append(f'<img alt="{alt}" title="{html.escape(kind)}" src="{_png(file.read_bytes())}">')
+                images.append(
+                    f'<img alt="{alt}" title="{html.escape(kind)}" src="{_png(file.read_bytes())}">'
+                )
         if images:
             caption = html.escape(f"{grid.config.run} (seed {grid.seed}): {', '.join(grid.images)}")
-            lines += [f'<figure id="{_anchor(folder)}">', *images, f"<figcaption>{caption}</figcaption></figure>"]
+            lines += [
+                f'<figure id="{_anchor(folder)}">',
+                *images,
+                f"<figcaption>{caption}</figcaption></figure>",
+            ]
     return lines + ["</div>"]
 
 
@@ -138,7 +146,11 @@ def section_html(
         *table_html(section.headline, "headline"),
     ]
     if section.notes:
-        lines += ['<ul class="notes">'] + [f"<li>{html.escape(n[2:])}</li>" for n in section.notes] + ["</ul>"]
+        lines += (
+            ['<ul class="notes">']
+            + [f"<li>{html.escape(n[2:])}</li>" for n in section.notes]
+            + ["</ul>"]
+        )
     for detail in section.details:
         lines += [f"<details><summary>{html.escape(detail.family)}</summary>"]
         lines += table_html(detail.table, "detail")
@@ -155,7 +167,11 @@ def _figures(dataset: str, records: list[RunRecord], figures_dir: Path | None) -
     lines = ['<div class="figures">']
     for figure in planned_figures([r for r in records if r.dataset.name == dataset]):
         path = Path(figures_dir) / figure.filename if figures_dir is not None else None
-        data = path.read_bytes() if path is not None and path.is_file() else draw_figure(figure, records)
+        data = (
+            path.read_bytes()
+            if path is not None and path.is_file()
+            else draw_figure(figure, records)
+        )
         lines.append(f'<img alt="{html.escape(figure.title)}" src="{_png(data)}">')
     return lines + ["</div>"]
 
@@ -185,7 +201,8 @@ def render_html(
         "<h1>vaebench leaderboard</h1>",
         f"<p>Generated from {len(records)} run records by <code>{REGENERATE} --html</code>; the "
         "same tables as leaderboard.md. Click a column header to sort, type in a section's box "
-        f"to filter its rows, hover a number for its estimator parameters and provenance.{filtered}</p>",
+        "to filter its rows, hover a number for its estimator parameters and provenance."
+        f"{filtered}</p>",
     ]
     for section in dataset_sections(records):
         body += section_html(section, records, figures_dir, results_dir)

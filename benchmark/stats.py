@@ -46,9 +46,7 @@ def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[
     return float(x.mean() - half), float(x.mean() + half)
 
 
-def welch_standard_error(
-    sd_a: float, n_a: int, sd_b: float, n_b: int
-) -> tuple[float, float]:
+def welch_standard_error(sd_a: float, n_a: int, sd_b: float, n_b: int) -> tuple[float, float]:
     """Return the standard error of a difference of means and its Welch–Satterthwaite df.
 
     Welch (1947): se² = s_a²/n_a + s_b²/n_b, df = se⁴ / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)).
@@ -58,7 +56,9 @@ def welch_standard_error(
     return math.sqrt(se2), se2**2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
 
 
-def welch_test(new: list[float], baseline: list[float], confidence: float = CONFIDENCE) -> Difference:
+def welch_test(
+    new: list[float], baseline: list[float], confidence: float = CONFIDENCE
+) -> Difference:
     """Return mean(new) − mean(baseline) with Welch's two-sided t-test p-value and CI.
 
     Args:

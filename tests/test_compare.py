@@ -340,6 +340,8 @@ def test_cli_compare_declares_the_endpoint_and_runs_5_seeds_through_an_executor(
     out = capsys.readouterr()
     assert "primary endpoint: nll/nll; secondary:" in out.err.splitlines()[0]
     assert "Training seeds per side: iwae-k2 5, vae 5" in out.out
-    row = next(line for line in out.out.splitlines() if line.startswith("| nll/nll ↓ (nats) | vae |"))
+    row = next(
+        line for line in out.out.splitlines() if line.startswith("| nll/nll ↓ (nats) | vae |")
+    )
     detectable = float(row.split(" | ")[5].lstrip("±"))
     assert 0 < detectable < 1  # 5 seeds, spread about 0.04: a 0.5-nat difference is detectable

@@ -380,8 +380,12 @@ def test_headline_shows_the_interval_only_where_it_matters_for_the_order():
     records = [r for r in fixture_records() if r.dataset.name == "mnist"]
     table = headline_table(SectionContext.of(records))
     assert [row[2].suffix for row in table.rows] == [" [83.6, 88.6]", "† (K=5000) [87.4, 88.6]"]
-    far = [replace(r, metrics={"nll": {"nll": replace(r.metric("nll", "nll"), value=50.0)}})
-           if r.name == "vae" else r for r in records]
+    far = [
+        replace(r, metrics={"nll": {"nll": replace(r.metric("nll", "nll"), value=50.0)}})
+        if r.name == "vae"
+        else r
+        for r in records
+    ]
     table = headline_table(SectionContext.of(far))
     assert [row[2].suffix for row in table.rows] == ["† (K=5000)", ""]
 
@@ -422,7 +426,9 @@ def test_cli_leaderboard_skips_bad_files_and_strict_fails(tmp_path, caplog, caps
     """Contract: a bad record and a corrupt literature.yaml each cost one warning and the rest
     is built (beside the records, with --html too); --strict fails with a one-line error."""
     for record in fixture_records():
-        write_record(record, record_path(tmp_path, record.name, record.dataset.name, record.spec_hash))
+        write_record(
+            record, record_path(tmp_path, record.name, record.dataset.name, record.spec_hash)
+        )
     (tmp_path / "runs" / "digits" / "bad.json").write_text("[]")
     (tmp_path / "literature.yaml").write_text("- {id: [unclosed")
     with caplog.at_level("WARNING"):

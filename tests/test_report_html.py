@@ -34,7 +34,9 @@ def _png(color: tuple[int, int, int]) -> bytes:
 def fixture_results(folder: Path) -> Path:
     """Write the fixture records, and the one image grid they name, under `folder`."""
     for record in fixture_records():
-        write_record(record, record_path(folder, record.name, record.dataset.name, record.spec_hash))
+        write_record(
+            record, record_path(folder, record.name, record.dataset.name, record.spec_hash)
+        )
     image = folder / "images" / "digits" / "vae-0" / "samples.png"
     image.parent.mkdir(parents=True)
     image.write_bytes(_png((200, 30, 30)))
