@@ -189,6 +189,7 @@ class Resources(Section):
     peak_rss_scope: str | None = None  # "run" or "process"
     fresh_process: bool | None = None
     peak_gpu_memory_mb: float | None = None
+    device: str | None = None  # where the run ran: cpu, cuda:N, mps (not part of the spec hash)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
