@@ -6,8 +6,8 @@ vaebench suite NAME|FILE [--seeds 0,1] [--list] [--force] [--rerun-failed]
                [--executor local|serial|ray] [--workers N] [--start-method M]
                [--gpus 0,1] [--address ADDR] [--num-cpus C] [--num-gpus G]
 vaebench run-job --suite NAME --index I        (one job of a suite, e.g. a SLURM array task)
-vaebench leaderboard [--results DIR] [--dataset NAMES] [--models NAMES]
-vaebench compare NEW --against A,B --suite NAME|FILE [--seeds 0,1,2]
+vaebench leaderboard [--results DIR] [--dataset NAMES] [--models NAMES] [--html] [--strict]
+vaebench compare NEW --against A,B --suite NAME|FILE [--seeds 0,1,2,3,4] [--metrics nll/nll]
 vaebench data download NAME [--data-root DIR]  (explicit; needs internet)
 
 Every user error exits non-zero with one line on stderr; ``VAEBENCH_TRACEBACK=1`` shows the
@@ -141,21 +141,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(job)
     job.set_defaults(handler=cmd_run_job)
 
-    board = commands.add_parser("leaderboard", help="regenerate leaderboard.md and .csv")
-    board.add_argument("--results", type=Path, default=Path("results"))
-    board.add_argument("--output", type=Path, default=Path("leaderboard.md"))
-    board.add_argument("--csv", type=Path, default=Path("leaderboard.csv"))
+    board = commands.add_parser(
+        "leaderboard",
+        help="regenerate leaderboard.md, .csv and figures/ (with no options: the committed ones)",
+    )
+    board.add_argument("--results", type=Path, help="records folder (default: results)")
+    board.add_argument("--output", type=Path, help="default: leaderboard.md, or DIR/leaderboard.md")
+    board.add_argument("--csv", type=Path, help="default: beside --output")
     board.add_argument("--dataset", type=_name_list, help="dataset names, comma-separated")
     board.add_argument("--models", type=_name_list, help="run/model names, comma-separated")
+    board.add_argument(
+        "--html",
+        nargs="?",
+        const=True,
+        default=False,
+        type=Path,
+        metavar="PATH",
+        help="also write a self-contained HTML page (default: beside the Markdown)",
+    )
+    board.add_argument("--strict", action="store_true", help="fail on a bad record file")
     board.set_defaults(handler=cmd_leaderboard)
 
     compare = commands.add_parser("compare", help="judge NEW against baselines on a suite")
     compare.add_argument("new", help="run name of the suite, or a (plugin) model name")
     compare.add_argument("--against", type=_name_list, required=True, help="e.g. vae,iwae-k5")
     compare.add_argument("--suite", required=True)
-    compare.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+    compare.add_argument(
+        "--seeds", type=_int_list, help="comma-separated training seeds (default 0,1,2,3,4)"
+    )
     compare.add_argument("--output", type=Path, help="default results/compare/NEW-vs-A-B.md")
-    compare.add_argument("--metrics", type=_name_list, help="family/metric patterns to test")
+    compare.add_argument(
+        "--metrics",
+        type=_name_list,
+        help="the primary endpoint: family/metric patterns (default nll/nll); Holm-adjusted",
+    )
+    compare.add_argument("--executor", default="local", help="local (default), serial or ray")
+    compare.add_argument("--workers", type=int, help="local: runs at once (default: CPU count)")
     compare.add_argument("--no-bootstrap", action="store_true", help="no paired NLL bootstrap")
     compare.add_argument("--bootstrap-resamples", type=int, default=10_000)
     compare.add_argument("--bootstrap-seed", type=int, default=0)
@@ -243,6 +264,11 @@ def cmd_list(args: argparse.Namespace) -> None:
             f"Expected PATTERN to match some {args.what}, but {args.pattern[:100]!r} matches "
             f"none; run `vaebench list {args.what}` for them all (wildcards: * ? [abc])."
         )
+    if args.what == "models":
+        from benchmark.catalog import catalog_lines, model_catalog
+
+        print("\n".join(catalog_lines(model_catalog(args.pattern))))
+        return
     for name in names:
         print(name)
 
@@ -276,7 +302,7 @@ def print_suite_protocol(suite) -> None:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.executors.progress import SuiteProgress
-    from benchmark.leaderboard import write_leaderboard
+    from benchmark.leaderboard import leaderboard_paths, write_leaderboard
     from benchmark.suite import list_jobs, load_suite
 
     if args.list:  # NOTE: a suite whose runs name plugins is listed without importing them
@@ -303,8 +329,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     progress.close()
     print_summary(records)
     if not args.no_leaderboard:
-        write_leaderboard(args.results, Path("leaderboard.md"), Path("leaderboard.csv"))
-        print("wrote leaderboard.md and leaderboard.csv", file=sys.stderr)
+        paths = leaderboard_paths(args.results)  # NOTE: beside the results unless the repo's
+        write_leaderboard(args.results, paths.markdown, paths.csv, figures_dir=paths.figures)
+        print(f"wrote {paths.markdown} and {paths.csv}", file=sys.stderr)
     return 0 if all(record.status == "ok" for record in records) else 2  # as `run` does
 
 
@@ -348,12 +375,27 @@ def cmd_run_job(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
-    from benchmark.leaderboard import write_leaderboard
+    from benchmark.leaderboard import COMMITTED_RESULTS, leaderboard_paths, write_leaderboard
 
-    records = write_leaderboard(
-        args.results, args.output, args.csv, datasets=args.dataset, models=args.models
+    paths = leaderboard_paths(
+        args.results,
+        output=args.output,
+        csv=args.csv,
+        html=args.html,
+        filtered=bool(args.dataset or args.models),
     )
-    print(f"wrote {args.output} and {args.csv} from {len(records)} records")
+    records = write_leaderboard(
+        args.results or COMMITTED_RESULTS,
+        paths.markdown,
+        paths.csv,
+        datasets=args.dataset,
+        models=args.models,
+        figures_dir=paths.figures,
+        html_output=paths.html,
+        strict=args.strict,
+    )
+    page = f" and {paths.html}" if paths.html else ""
+    print(f"wrote {paths.markdown}, {paths.csv}{page} from {len(records)} records")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -6,24 +6,24 @@ run of the suite uses (typically one a plugin registers): it then runs with the 
 settings: dataset, training budget, evaluators, seeds, and those model hyperparameters that
 NEW's factory accepts (the others are dropped and listed in the report).
 
-Running. Every selected spec goes through `run_spec`, which reuses an existing ok record with
-the same spec hash, so a repeated compare trains nothing and only re-renders the report.
+Running. The selected specs, 5 training seeds per side unless ``--seeds`` says otherwise, go
+through an executor exactly as a suite's runs do (`benchmark.executors`: a local process pool by
+default, ``--executor serial|ray``), which reuses an existing ok record with the same spec hash,
+so a repeated compare trains nothing and only re-renders the report.
 
-Statistics, for every metric with a direction (↑/↓) that both sides recorded:
+Endpoints, declared before anything runs (`Endpoints`). The **primary** endpoint is the test NLL
+(``nll/nll``) unless ``--metrics`` names others; **secondary** endpoints (ELBO, active units,
+FID) are reported as exploratory. Statistics (`benchmark.stats`), per endpoint and baseline:
 
-- across seeds: Δ = mean(NEW) − mean(baseline) over training seeds, with Welch's t-test
-  (unequal variances; `scipy.stats.ttest_ind(equal_var=False)`) and its Welch–Satterthwaite
-  95% CI; it needs two seeds per side;
-- for NLL (evaluator ``nll``, metric ``nll``) also a paired bootstrap across test examples,
-  from the per-example values the evaluator saves in ``diagnostics["per_example"]``. For each
-  seed s run on both sides, d_i = nll_i(NEW, s) − nll_i(baseline, s) over the same examples in
-  the same order; Δ is the mean of d over seeds and examples. Examples are resampled with
-  replacement (the same indices for every seed) with a seeded numpy Generator; the CI is the
-  percentile interval and the two-sided p-value is (1 + #{|Δ*_b − Δ| ≥ |Δ|}) / (B + 1), the
-  bootstrap distribution shifted to the null. It covers the spread over test examples (and
-  estimator noise), not over training seeds: the Welch test covers that;
-- Holm's step-down correction (Holm 1979) adjusts all the p-values of a report together; a
-  difference is called significant when its adjusted p is below α = 0.05.
+- across training seeds: Δ = mean(NEW) − mean(baseline), Welch's t-test and its 95% CI, and the
+  smallest difference detectable at 80% power given the observed seed spread (a Δ below it may
+  be real but missed: run more seeds);
+- for a primary metric whose evaluator keeps per-example values (the NLL), a paired bootstrap
+  over test examples, which measures evaluation noise, not seed-to-seed variation;
+- multiplicity: Holm's step-down correction within the primary family only (the Welch tests of
+  the primary endpoints against every baseline; the bootstrap rows form their own Holm family),
+  and Benjamini–Hochberg q-values for the secondary endpoints. A difference is called
+  significant when its adjusted p is below α = 0.05.
 """
 
 import argparse
@@ -32,35 +32,62 @@ import fnmatch
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
 
 from benchmark.atomic import safe_file_stem
 from benchmark.leaderboard import format_number
 from benchmark.records import RunRecord, atomic_write_text
-from benchmark.runner import RunOptions, run_spec
+from benchmark.runner import RunOptions
 from benchmark.spec import RunSpec, resolve_spec
+from benchmark.stats import (
+    ALPHA,
+    POWER,
+    Difference,
+    benjamini_hochberg,
+    holm_adjust,
+    minimum_detectable_difference,
+    paired_bootstrap_difference,
+    welch_test,
+)
 from benchmark.suite import Suite, load_suite
 from registry._registry import MODELS
 
-CONFIDENCE = 0.95
-ALPHA = 0.05
+if TYPE_CHECKING:
+    from benchmark.executors import Executor
+
+__all__ = ["Difference", "holm_adjust", "paired_bootstrap_difference", "welch_difference"]
+
 NLL = ("nll", "nll")
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)  # 5 training seeds per side: Welch with about 8 df
+PRIMARY = ("nll/nll",)
+SECONDARY = ("elbo/elbo", "active_units/active_units", "sample_quality/fid[*")
 # Estimator parameters that must agree before per-example values can be paired.
 PAIRING_KEYS = ("split", "num_examples", "seed", "eval_seed", "preprocessing", "k")
-_BOOTSTRAP_CELLS = 2_000_000  # resample indices drawn per chunk, to bound memory
+welch_difference = welch_test  # the name earlier versions exported
 
 
 @dataclass(frozen=True)
-class Difference:
-    """A difference NEW − baseline with its 95% CI and two-sided p-value (None if undefined)."""
+class Endpoints:
+    """The endpoints of a comparison, declared before anything runs: ``family/metric`` patterns."""
 
-    estimate: float
-    low: float | None
-    high: float | None
-    p_value: float | None
-    detail: str  # what produced it, e.g. "Welch df=2.6" or "B=10000, 360 examples x 2 seeds"
+    primary: tuple[str, ...] = PRIMARY
+    secondary: tuple[str, ...] = SECONDARY
+
+    @classmethod
+    def declare(cls, metrics: list[str] | None) -> "Endpoints":
+        """Return the default endpoints, or `metrics` as the primary family (``--metrics``)."""
+        primary = tuple(metrics) if metrics else PRIMARY
+        return cls(primary, tuple(p for p in SECONDARY if p not in primary))
+
+    def role(self, key: tuple[str, str]) -> str | None:
+        """Return ``primary``, ``secondary`` or None for a (family, metric)."""
+        name = "/".join(key)
+        for role, patterns in (("primary", self.primary), ("secondary", self.secondary)):
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                return role
+        return None
 
 
 @dataclass(frozen=True)
@@ -71,85 +98,26 @@ class Comparison:
     family: str
     metric: str
     unit: str
-    higher_is_better: bool
+    higher_is_better: bool | None
     method: str  # "welch" or "paired bootstrap"
     new_values: tuple[float, ...]
     baseline_values: tuple[float, ...]
     difference: Difference
-    p_holm: float | None = None
+    endpoint: str = "primary"  # or "secondary"
+    p_adjusted: float | None = None  # Holm (primary, bootstrap) or Benjamini–Hochberg (secondary)
+    detectable: float | None = None  # smallest |Δ| found with 80% power, from the seed spread
+
+    @property
+    def family_of_tests(self) -> str:
+        """Return the multiplicity family: primary Welch, primary bootstrap, or secondary."""
+        return "secondary" if self.endpoint == "secondary" else f"primary {self.method}"
 
 
-def welch_difference(new: list[float], baseline: list[float]) -> Difference:
-    """Return mean(new) − mean(baseline) with Welch's t-test p-value and 95% CI.
-
-    Welch (1947): t = Δ / sqrt(s_a²/n_a + s_b²/n_b) with Welch–Satterthwaite degrees of freedom.
-    """
-    a, b = np.asarray(new, dtype=float), np.asarray(baseline, dtype=float)
-    estimate = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return Difference(estimate, None, None, None, "needs ≥ 2 seeds per side")
-    if a.var() == 0 and b.var() == 0:
-        return Difference(estimate, None, None, None, "no spread across seeds")
-    result = stats.ttest_ind(a, b, equal_var=False)
-    interval = result.confidence_interval(CONFIDENCE)
-    return Difference(
-        estimate,
-        float(interval.low),
-        float(interval.high),
-        float(result.pvalue),
-        f"Welch df={float(result.df):.1f}",
-    )
-
-
-def paired_bootstrap_difference(
-    new: np.ndarray, baseline: np.ndarray, *, num_resamples: int, seed: int
-) -> Difference:
-    """Return the mean paired difference with a bootstrap-over-examples 95% CI and p-value.
-
-    Args:
-        new: Per-example values of NEW, shape ``(S, N)``: S seeds, N examples.
-        baseline: The baseline's values on the same seeds and examples, shape ``(S, N)``.
-        num_resamples: Bootstrap resamples B.
-        seed: Seed of the numpy Generator that draws the resampled indices.
-    """
-    if new.shape != baseline.shape or new.ndim != 2:
-        raise ValueError(
-            f"Expected paired arrays of one shape (S, N), but got {new.shape} and {baseline.shape}."
-        )
-    if num_resamples < 1:
-        raise ValueError(f"Expected `num_resamples` >= 1, but got {num_resamples}.")
-    # NOTE: averaging over seeds first equals resampling the same example indices for every seed
-    d = (np.asarray(new, dtype=float) - np.asarray(baseline, dtype=float)).mean(0)  # (N,)
-    estimate = float(d.mean())
-    resampled = _bootstrap_means(d, num_resamples, np.random.default_rng(seed))  # (B,)
-    low, high = np.quantile(resampled, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    extreme = np.count_nonzero(np.abs(resampled - estimate) >= abs(estimate))
-    p_value = (1 + extreme) / (num_resamples + 1)
-    detail = f"B={num_resamples}, {new.shape[1]} examples × {new.shape[0]} seeds, seed {seed}"
-    return Difference(estimate, float(low), float(high), float(p_value), detail)
-
-
-def _bootstrap_means(d: np.ndarray, num_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(d)
-    rows = max(1, _BOOTSTRAP_CELLS // n)
-    means = [
-        d[rng.integers(0, n, size=(min(rows, num_resamples - start), n))].mean(1)
-        for start in range(0, num_resamples, rows)
-    ]  # each (rows, N) -> (rows,)
-    return np.concatenate(means)
-
-
-def holm_adjust(p_values: list[float]) -> list[float]:
-    """Return Holm's step-down adjusted p-values (Holm 1979), in the input order.
-
-    The i-th smallest p (1-based) becomes max over j ≤ i of min(1, (m − j + 1) p_(j)).
-    """
-    order = np.argsort(p_values, kind="stable")
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
+def detectable_difference(difference: Difference) -> float | None:
+    """Return the smallest difference Welch's test detects at 80% power, or None without one."""
+    if difference.standard_error is None or difference.df is None:
+        return None
+    return minimum_detectable_difference(difference.standard_error, difference.df, power=POWER)
 
 
 def paired_per_example(
@@ -164,7 +132,7 @@ def paired_per_example(
         ValueError: when a record lacks per-example values, when the seeds do not overlap, or when
             the two sides were evaluated on different examples (length, split, seed, data).
     """
-    by_seed = [{r.spec["seed"]: r for r in side} for side in (new, baseline)]
+    by_seed = [{r.seed: r for r in side} for side in (new, baseline)]
     seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
     if not seeds:
         raise ValueError(
@@ -191,7 +159,7 @@ def _paired_values(
                 f"Expected both sides evaluated with the same `{key}` to pair examples, "
                 f"but got {params[0].get(key)!r} and {params[1].get(key)!r}."
             )
-    checksums = [r.dataset.get("checksum") for r in (new, baseline)]
+    checksums = [r.dataset.checksum for r in (new, baseline)]
     if checksums[0] != checksums[1]:
         raise ValueError(
             f"Expected both sides on the same data, but the checksums differ: {checksums}."
@@ -218,14 +186,13 @@ def _ok(records: list[RunRecord]) -> list[RunRecord]:
     return [r for r in records if r.status == "ok"]
 
 
-def directed_metrics(records: list[RunRecord]) -> dict[tuple[str, str], tuple[str, bool]]:
-    """Return {(family, metric): (unit, higher_is_better)} for every metric with a direction."""
+def recorded_metrics(records: list[RunRecord]) -> dict[tuple[str, str], tuple[str, bool | None]]:
+    """Return {(family, metric): (unit, higher_is_better)} for every metric the records hold."""
     return {
         (family, name): (e.unit, e.higher_is_better)
         for r in records
         for family, metrics in r.metrics.items()
         for name, e in metrics.items()
-        if e.higher_is_better is not None
     }
 
 
@@ -233,73 +200,94 @@ def compare_records(
     new: list[RunRecord],
     baselines: dict[str, list[RunRecord]],
     *,
+    endpoints: Endpoints | None = None,
     bootstrap: bool = True,
     num_resamples: int = 10_000,
     bootstrap_seed: int = 0,
     metrics: list[str] | None = None,
 ) -> list[Comparison]:
-    """Compare NEW's ok records with each baseline's, then Holm-adjust every p-value together.
+    """Compare NEW's ok records with each baseline's on the declared endpoints.
 
     Args:
         new: NEW's records, one per seed.
         baselines: Baseline name -> its records.
-        bootstrap: Add the paired bootstrap of the NLL where both sides have one.
+        endpoints: The primary and secondary endpoints; default `Endpoints.declare(metrics)`.
+        bootstrap: Add the paired bootstrap of each primary metric with per-example values.
         num_resamples: Bootstrap resamples B.
         bootstrap_seed: Seed of the bootstrap's numpy Generator.
-        metrics: ``family/metric`` wildcards to test (e.g. ``nll/nll``, ``elbo/*``); None tests
-            every metric with a direction. Fewer tests give Holm's correction more power.
+        metrics: ``family/metric`` patterns making up the primary endpoint (``--metrics``).
+
+    Returns:
+        Per baseline: primary Welch rows, primary bootstrap rows, then secondary Welch rows;
+        p-values adjusted within their family (Holm for each primary family, BH for secondary).
     """
+    endpoints = endpoints or Endpoints.declare(metrics)
     comparisons, new_ok = [], _ok(new)
     for name, records in baselines.items():
         ok = _ok(records)
-        comparisons += _welch_comparisons(name, new_ok, ok, metrics)
-        tested = _chosen(NLL, metrics) and NLL in directed_metrics(new_ok)
-        if bootstrap and tested and NLL in directed_metrics(ok):
-            x, y, _ = paired_per_example(new_ok, ok)  # (S, N) each
-            difference = paired_bootstrap_difference(
-                x, y, num_resamples=num_resamples, seed=bootstrap_seed
-            )
-            unit, higher = directed_metrics(new_ok)[NLL]
-            comparisons.append(
-                Comparison(
-                    name,
-                    *NLL,
-                    unit,
-                    higher,
-                    "paired bootstrap",
-                    tuple(x.mean(1)),
-                    tuple(y.mean(1)),
-                    difference,
-                )
-            )
-    return _with_holm(comparisons)
+        shared = recorded_metrics(new_ok).keys() & recorded_metrics(ok).keys()
+        primary = sorted(k for k in shared if endpoints.role(k) == "primary")
+        secondary = sorted(k for k in shared if endpoints.role(k) == "secondary")
+        comparisons += [_welch(name, new_ok, ok, key, "primary") for key in primary]
+        if bootstrap:
+            comparisons += [
+                _bootstrap(name, new_ok, ok, key, num_resamples, bootstrap_seed)
+                for key in primary
+                if _has_per_example(new_ok + ok, key)
+            ]
+        comparisons += [_welch(name, new_ok, ok, key, "secondary") for key in secondary]
+    return adjust_p_values(comparisons)
 
 
-def _chosen(key: tuple[str, str], patterns: list[str] | None) -> bool:
-    return patterns is None or any(fnmatch.fnmatchcase("/".join(key), p) for p in patterns)
+def _has_per_example(records: list[RunRecord], key: tuple[str, str]) -> bool:
+    # NOTE: only the NLL's per-example values are known to be paired by example order.
+    return key == NLL and all(r.metric(*key) is not None for r in records)
 
 
-def _welch_comparisons(
-    name: str, new: list[RunRecord], baseline: list[RunRecord], metrics: list[str] | None
-) -> list[Comparison]:
-    shared = directed_metrics(new)
-    comparisons = []
-    keys = shared.keys() & directed_metrics(baseline).keys()
-    for key in sorted(k for k in keys if _chosen(k, metrics)):
-        a = tuple(r.metric(*key).value for r in new if r.metric(*key) is not None)
-        b = tuple(r.metric(*key).value for r in baseline if r.metric(*key) is not None)
-        comparisons.append(
-            Comparison(name, *key, *shared[key], "welch", a, b, welch_difference(list(a), list(b)))
-        )
-    return comparisons
+def _welch(
+    name: str, new: list[RunRecord], baseline: list[RunRecord], key: tuple[str, str], role: str
+) -> Comparison:
+    a = tuple(r.metric(*key).value for r in new if r.metric(*key) is not None)
+    b = tuple(r.metric(*key).value for r in baseline if r.metric(*key) is not None)
+    unit, higher = recorded_metrics(new)[key]
+    difference = welch_test(list(a), list(b))
+    return Comparison(
+        name, *key, unit, higher, "welch", a, b, difference, role,
+        detectable=detectable_difference(difference),
+    )  # fmt: skip
 
 
-def _with_holm(comparisons: list[Comparison]) -> list[Comparison]:
-    tested = [i for i, c in enumerate(comparisons) if c.difference.p_value is not None]
-    adjusted = holm_adjust([comparisons[i].difference.p_value for i in tested])
+def _bootstrap(
+    name: str,
+    new: list[RunRecord],
+    baseline: list[RunRecord],
+    key: tuple[str, str],
+    num_resamples: int,
+    seed: int,
+) -> Comparison:
+    x, y, _ = paired_per_example(new, baseline, metric=key)  # (S, N) each
+    difference = paired_bootstrap_difference(x, y, num_resamples=num_resamples, seed=seed)
+    unit, higher = recorded_metrics(new)[key]
+    return Comparison(
+        name, *key, unit, higher, "paired bootstrap", tuple(x.mean(1)), tuple(y.mean(1)),
+        difference, "primary",
+    )  # fmt: skip
+
+
+def adjust_p_values(comparisons: list[Comparison]) -> list[Comparison]:
+    """Adjust p-values within each family of tests: Holm for the primary Welch tests, Holm for
+    the primary bootstrap tests, Benjamini–Hochberg for the secondary (exploratory) ones."""
     result = list(comparisons)
-    for i, p in zip(tested, adjusted, strict=True):
-        result[i] = replace(result[i], p_holm=p)
+    for family in {c.family_of_tests for c in comparisons}:
+        tested = [
+            i
+            for i, c in enumerate(comparisons)
+            if c.family_of_tests == family and c.difference.p_value is not None
+        ]
+        adjust = benjamini_hochberg if family == "secondary" else holm_adjust
+        adjusted = adjust([comparisons[i].difference.p_value for i in tested])
+        for i, p in zip(tested, adjusted, strict=True):
+            result[i] = replace(result[i], p_adjusted=p)
     return result
 
 
@@ -383,18 +371,25 @@ def _unknown_run(suite: Suite, name: str) -> ValueError:
     )
 
 
-def run_selection(selection: Selection, options: RunOptions) -> dict[str, list[RunRecord]]:
-    """Run (or reuse) every selected spec; return records by name, NEW first."""
+def run_selection(
+    selection: Selection, options: RunOptions, executor: "Executor | None" = None
+) -> dict[str, list[RunRecord]]:
+    """Run (or reuse) every selected spec through `executor`, as a suite does; return records
+    by name, NEW first, in seed order."""
+    from benchmark.executors import SerialExecutor
+    from benchmark.executors.progress import SuiteProgress
+
     groups = {selection.new: selection.new_specs, **selection.baselines}
-    total = sum(len(specs) for specs in groups.values())
-    records, done = {}, 0
-    for name, specs in groups.items():
-        records[name] = []
-        for spec in specs:
-            done += 1
-            print(f"[{done}/{total}] {name} seed={spec.seed}", file=sys.stderr)
-            records[name].append(run_spec(spec, options))
-    return records
+    specs = [spec for group in groups.values() for spec in group]
+    progress = SuiteProgress(len(specs), bar=options.progress)
+    # NOTE: per-run training bars would interleave across workers; the suite bar replaces them.
+    records = iter(
+        (executor or SerialExecutor()).map_runs(
+            specs, replace(options, progress=False), on_event=progress
+        )
+    )
+    progress.close()
+    return {name: [next(records) for _ in group] for name, group in groups.items()}
 
 
 def _p(value: float | None) -> str:
@@ -402,11 +397,13 @@ def _p(value: float | None) -> str:
 
 
 def verdict(c: Comparison, alpha: float = ALPHA) -> str:
-    """Say which side is better when the Holm-adjusted p-value is below `alpha`."""
-    if c.p_holm is None:
+    """Say which side is better (or higher) when the adjusted p-value is below `alpha`."""
+    if c.p_adjusted is None:
         return "not tested"
-    if c.p_holm >= alpha:
+    if c.p_adjusted >= alpha:
         return "no significant difference"
+    if c.higher_is_better is None:
+        return "NEW higher" if c.difference.estimate > 0 else "NEW lower"
     return "NEW better" if (c.difference.estimate > 0) == c.higher_is_better else "NEW worse"
 
 
@@ -423,43 +420,72 @@ def _difference(d: Difference) -> str:
     return f"{sign}{format_number(d.estimate)}{interval}"
 
 
-def _table(comparisons: list[Comparison], new: str) -> list[str]:
-    lines = [
+def _table(comparisons: list[Comparison], new: str, *, adjusted: str, power: bool) -> list[str]:
+    header = (
         f"| metric | baseline | {new} | baseline value | Δ = {new} − baseline [95% CI] "
-        "| p | p (Holm) | verdict | detail |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+        + ("| detectable at 80% power " if power else "")
+        + f"| p | p ({adjusted}) | verdict | detail |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for c in comparisons:
-        arrow = "↑" if c.higher_is_better else "↓"
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    f"{c.family}/{c.metric} {arrow} ({c.unit})",
-                    c.baseline,
-                    _side(c.new_values),
-                    _side(c.baseline_values),
-                    _difference(c.difference),
-                    _p(c.difference.p_value),
-                    _p(c.p_holm),
-                    verdict(c),
-                    c.difference.detail,
-                ]
-            )
-            + " |"
-        )
+        cells = [
+            f"{c.family}/{c.metric} {ARROWS[c.higher_is_better]} ({c.unit})".replace("  ", " "),
+            c.baseline,
+            _side(c.new_values),
+            _side(c.baseline_values),
+            _difference(c.difference),
+            *([f"±{format_number(c.detectable)}" if c.detectable else "—"] if power else []),
+            _p(c.difference.p_value),
+            _p(c.p_adjusted),
+            verdict(c),
+            c.difference.detail,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+ARROWS = {True: "↑", False: "↓", None: ""}
 
 
 def _runs_table(records: dict[str, list[RunRecord]]) -> list[str]:
     lines = ["| side | run | seed | status | spec hash | commit |", "|---|---|---|---|---|---|"]
     for name, group in records.items():
         for r in group:
-            commit = (r.git.get("commit") or "")[:7] + (" (dirty)" if r.git.get("dirty") else "")
             lines.append(
-                f"| {name} | {r.spec['name']} | {r.spec['seed']} | {r.status} "
-                f"| `{r.spec_hash[:12]}` | {commit} |"
+                f"| {name} | {r.name} | {r.seed} | {r.status} "
+                f"| `{r.spec_hash[:12]}` | {r.git.short} |"
             )
+    return lines
+
+
+def _intro(
+    selection: Selection, records: dict[str, list[RunRecord]], endpoints: Endpoints
+) -> list[str]:
+    new = selection.new
+    seeds = {name: len(group) for name, group in records.items()}
+    lines = [
+        f"**Primary endpoint**: {', '.join(f'`{p}`' for p in endpoints.primary)} (declared "
+        "before the runs; `--metrics` changes it). Its Welch tests against every baseline are "
+        f"Holm-adjusted together, and only with each other; a difference is significant when "
+        f"the adjusted p < {ALPHA}. **Secondary** (exploratory): "
+        f"{', '.join(f'`{p}`' for p in endpoints.secondary) or 'none'}, with "
+        "Benjamini–Hochberg q-values. Δ > 0 means "
+        f"{new} scored higher; whether that is better follows the metric's arrow.",
+        "",
+        f"Training seeds per side: {', '.join(f'{k} {v}' for k, v in seeds.items())} "
+        f'(seeds {_seeds(records)}). "detectable at 80% power" is the smallest true |Δ| that '
+        "Welch's test finds 4 times in 5 at α = 0.05, given the spread observed across seeds; "
+        "a real difference smaller than it is likely to be reported as no significant "
+        "difference.",
+        "",
+    ]
+    if selection.derived_from:
+        dropped = ", ".join(selection.dropped) or "none"
+        lines += [
+            f"`{new}` is not a run of the suite: it ran with the settings of "
+            f"`{selection.derived_from}` (hyperparameters dropped: {dropped}).",
+            "",
+        ]
     return lines
 
 
@@ -470,50 +496,48 @@ def render_report(
     *,
     command: str,
     suite: str,
+    endpoints: Endpoints | None = None,
 ) -> str:
-    """Return the Markdown report of a comparison."""
+    """Return the Markdown report of a comparison: endpoints, tests per family, runs."""
+    endpoints = endpoints or Endpoints()
     new = selection.new
-    welch = [c for c in comparisons if c.method == "welch"]
-    boot = [c for c in comparisons if c.method == "paired bootstrap"]
+    family = {k: [c for c in comparisons if c.family_of_tests == k] for k in _FAMILIES}
     lines = [
         f"<!-- Generated by `{command}`; do not edit. -->",
         f"# {new} vs {', '.join(selection.baselines)} · suite {suite}",
         "",
-        f"{len(comparisons)} comparisons; p-values are Holm-adjusted together; a difference "
-        f"is significant when the adjusted p < {ALPHA}. Δ > 0 means {new} scored higher; "
-        f"whether that is better follows the metric's arrow. Seeds: {_seeds(records)}.",
+        *_intro(selection, records, endpoints),
+        "## Primary endpoint across training seeds (Welch's t-test)",
+        "",
+        *_table(family["primary welch"], new, adjusted="Holm", power=True),
         "",
     ]
-    if selection.derived_from:
-        dropped = ", ".join(selection.dropped) or "none"
+    if family["primary paired bootstrap"]:
         lines += [
-            f"`{new}` is not a run of the suite: it ran with the settings of "
-            f"`{selection.derived_from}` (hyperparameters dropped: {dropped}).",
-            "",
-        ]
-    lines += ["## Across training seeds (Welch's t-test)", "", *_table(welch, new), ""]
-    if boot:
-        lines += [
-            "## Across test examples (paired bootstrap of the NLL)",
+            "## Primary endpoint across test examples (paired bootstrap)",
             "",
             "Per-seed means over the same test examples; the test pairs examples, so it "
-            "measures the spread over examples, not over training seeds.",
+            "measures the spread over examples (evaluation noise), not over training seeds.",
             "",
-            *_table(boot, new),
+            *_table(family["primary paired bootstrap"], new, adjusted="Holm", power=False),
             "",
         ]
-    else:
+    if family["secondary"]:
         lines += [
-            "No paired bootstrap: the runs have no `nll` metric (add `eval: {nll: {}}`) "
-            "or it was switched off.",
+            "## Secondary endpoints (exploratory)",
+            "",
+            *_table(family["secondary"], new, adjusted="BH", power=True),
             "",
         ]
     lines += ["## Runs", "", *_runs_table(records), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
+_FAMILIES = ("primary welch", "primary paired bootstrap", "secondary")
+
+
 def _seeds(records: dict[str, list[RunRecord]]) -> str:
-    return ", ".join(str(s) for s in sorted({r.spec["seed"] for g in records.values() for r in g}))
+    return ", ".join(str(s) for s in sorted({r.seed for g in records.values() for r in g}))
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -532,10 +556,31 @@ def default_output(results_dir: Path, new: str, against: list[str]) -> Path:
     return Path(results_dir) / "compare" / f"{stem}.md"
 
 
+def _compare_executor(args: argparse.Namespace) -> "Executor":
+    from benchmark.executors import create_executor
+
+    settings = {}
+    if getattr(args, "workers", None) is not None:
+        settings["workers"] = args.workers
+    if args.executor in ("local", "ray"):  # NOTE: fresh worker processes re-import --plugin
+        settings["plugins"] = tuple(args.plugin or ())
+    try:
+        return create_executor(args.executor, **settings)
+    except ImportError as error:  # Ray not installed: a one-line message naming the extra
+        raise ValueError(str(error)) from None
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Handle ``vaebench compare``: select, run or reuse, test, write and print the report."""
-    suite = load_suite(args.suite, seeds=args.seeds, overrides=args.overrides)
+    """Handle ``vaebench compare``: declare, select, run or reuse, test, write and print."""
+    endpoints = Endpoints.declare(args.metrics)
+    seeds = args.seeds if args.seeds is not None else list(DEFAULT_SEEDS)
+    suite = load_suite(args.suite, seeds=seeds, overrides=args.overrides)
     selection = select_runs(suite, args.new, args.against, plugins=tuple(args.plugin or ()))
+    print(
+        f"primary endpoint: {', '.join(endpoints.primary)}; secondary: "
+        f"{', '.join(endpoints.secondary) or 'none'}; seeds {','.join(map(str, seeds))}",
+        file=sys.stderr,
+    )
     options = RunOptions(
         results_dir=args.results,
         checkpoint_dir=args.checkpoints,
@@ -546,17 +591,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         device=args.device or "auto",
     )
-    records = run_selection(selection, options)
-    baselines = {name: records[name] for name in selection.baselines}
+    records = run_selection(selection, options, _compare_executor(args))
     comparisons = compare_records(
         records[selection.new],
-        baselines,
+        {name: records[name] for name in selection.baselines},
+        endpoints=endpoints,
         bootstrap=not args.no_bootstrap,
         num_resamples=args.bootstrap_resamples,
         bootstrap_seed=args.bootstrap_seed,
-        metrics=args.metrics,
     )
-    text = render_report(selection, records, comparisons, command=_command(args), suite=suite.name)
+    text = render_report(
+        selection, records, comparisons, command=_command(args), suite=suite.name,
+        endpoints=endpoints,
+    )  # fmt: skip
     output = args.output or default_output(args.results, args.new, args.against)
     atomic_write_text(Path(output), text)
     print(text)

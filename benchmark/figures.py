@@ -8,12 +8,12 @@ One figure per dataset and kind, made only when the records of that dataset hold
   point per run (the rate–distortion reading of the ELBO of Alemi et al., ICML 2018), from the
   ``elbo`` evaluator's ``kl`` and ``reconstruction``;
 - ``active-units``: active units (Burda et al. 2016, Sec. 5.2; evaluator ``active_units``) against
-  β, the model hyperparameter ``beta`` (or ``record.model["beta"]`` where the runner recorded
+  β, the model hyperparameter ``beta`` (or ``record.model.beta`` where the runner recorded
   it); runs with neither are left out;
 - ``disentanglement``: heatmap of the mean across seeds of every ``disentanglement`` score;
-- ``training-curves``: the training loss of ``record.training["curve"]``, mean ± std across seeds;
+- ``training-curves``: the training loss of ``record.training.curve``, mean ± std across seeds;
 - ``learning-curve``: the test NLL of a fixed subset at the end of each pass of the schedule
-  (``record.training["learning_curve"]``, e.g. iwae_table1), one line per seed, with the paper's
+  (``record.training.learning_curve``, e.g. iwae_table1), one line per seed, with the paper's
   final value as a dashed line where `benchmark.literature` matches the run to one; a
   reduced-budget run then shows how far it is from convergence.
 
@@ -61,7 +61,7 @@ def run_labels(records: list[RunRecord]) -> dict[str, str]:
     """Map config hashes to run names, adding the hash where two configs share a name."""
     names: dict[str, set[str]] = {}
     for record in records:
-        names.setdefault(record.spec["name"], set()).add(record.config_hash)
+        names.setdefault(record.name, set()).add(record.config_hash)
     return {
         h: name if len(hashes) == 1 else f"{name}@{h[:8]}"
         for name, hashes in names.items()
@@ -79,7 +79,7 @@ def metric_points(records: list[RunRecord], family: str, metric: str) -> pd.Data
     rows = [
         {
             "run": labels[r.config_hash],
-            "seed": r.spec["seed"],
+            "seed": r.seed,
             "value": r.metric(family, metric).value,
             "unit": r.metric(family, metric).unit,
         }
@@ -100,7 +100,7 @@ def rate_distortion_points(records: list[RunRecord]) -> pd.DataFrame:
     rows = [
         {
             "run": labels[r.config_hash],
-            "seed": r.spec["seed"],
+            "seed": r.seed,
             "rate": r.metric("elbo", "kl").value,
             "distortion": -r.metric("elbo", "reconstruction").value,
         }
@@ -112,7 +112,7 @@ def rate_distortion_points(records: list[RunRecord]) -> pd.DataFrame:
 
 def model_beta(record: RunRecord) -> float | None:
     """Return the KL weight β from the spec, else from the recorded model info, else None."""
-    beta = record.spec["model"].get("beta", record.model.get("beta"))
+    beta = record.spec["model"].get("beta", record.model.beta)
     return None if beta is None else float(beta)
 
 
@@ -121,7 +121,7 @@ def active_unit_points(records: list[RunRecord]) -> pd.DataFrame:
     rows = [
         {
             "model": r.spec["model"]["name"],
-            "seed": r.spec["seed"],
+            "seed": r.seed,
             "beta": model_beta(r),
             "active_units": r.metric("active_units", "active_units").value,
         }
@@ -154,12 +154,12 @@ def training_curve_points(records: list[RunRecord]) -> pd.DataFrame:
     rows = [
         {
             "run": labels[r.config_hash],
-            "seed": r.spec["seed"],
+            "seed": r.seed,
             "step": point["step"],
             "loss": point["loss"],
         }
         for r in records
-        for point in r.training.get("curve", [])
+        for point in r.training.curve
         if point.get("loss") is not None
     ]
     return pd.DataFrame(rows, columns=["run", "seed", "step", "loss"])
@@ -181,7 +181,7 @@ def learning_curve_points(records: list[RunRecord]) -> pd.DataFrame:
         rows += [
             {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
              "nll": point["nll"], "paper": paper}
-            for point in r.training.get("learning_curve", [])
+            for point in r.training.learning_curve
         ]  # fmt: skip
     return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper"])
 
@@ -299,8 +299,8 @@ KINDS: dict[str, tuple[str, FigureData, Callable[[Axes, pd.DataFrame], None]]] =
 def planned_figures(records: list[RunRecord]) -> list[Figure]:
     """Return the figures the records support, per dataset, without drawing anything."""
     figures = []
-    for dataset in sorted({r.dataset["name"] for r in records}):
-        subset = [r for r in records if r.dataset["name"] == dataset]
+    for dataset in sorted({r.dataset.name for r in records}):
+        subset = [r for r in records if r.dataset.name == dataset]
         figures += [
             Figure(dataset, kind, title)
             for kind, (title, data, _) in KINDS.items()
@@ -312,7 +312,7 @@ def planned_figures(records: list[RunRecord]) -> list[Figure]:
 def draw_figure(figure: Figure, records: list[RunRecord]) -> bytes:
     """Draw one planned figure and return its PNG bytes."""
     title, data, draw = KINDS[figure.kind]
-    subset = [r for r in records if r.dataset["name"] == figure.dataset]
+    subset = [r for r in records if r.dataset.name == figure.dataset]
     with matplotlib.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig = MplFigure(figsize=(6.0, 3.6), layout="constrained")
         ax = fig.subplots()

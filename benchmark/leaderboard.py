@@ -1,33 +1,40 @@
-"""Leaderboard: run records in; ``leaderboard.md``, ``.csv`` and figures out (never hand-edited).
+"""Leaderboard: run records in; ``leaderboard.md``, ``.csv``, figures (and HTML) out.
 
-One section per dataset, one table per metric family (the evaluator that produced it), one row
-per configuration (runs that differ only by seed share a ``config_hash``). A cell is the mean
-± std across seeds, then the 95% confidence interval of the mean: Student t with n − 1 degrees
-of freedom across the n seeds. With a single seed (marked †) the ± is the estimator's own
-standard error and the interval is the normal one, mean ± 1.96 stderr, which covers evaluation
-noise only, not seed-to-seed variation. The best mean of each column with a direction is bold.
+Each dataset section opens with one **headline table**: a row per configuration (runs that
+differ only by seed share a `ConfigKey`), with its parameters, test NLL (with its K), ELBO, KL
+(the rate), active units, FID, training budget and seeds, sorted by the first of these the
+section has. A cell is the mean across seeds to 3 significant figures; the 95% interval of the
+sorting column is shown only where it overlaps a neighbour's, i.e. where it matters for the
+order. Across seeds the interval is Student t with n − 1 degrees of freedom; with a single seed
+(marked †) it is mean ± 1.96 stderr, which covers evaluation noise only.
 
-Metric versions: an evaluator may record ``Estimate.params["version"]`` (a string or integer,
-bumped whenever its numbers stop being comparable with older records). Within a column, cells
-whose records carry different versions (a missing version counts as ``unversioned``) are marked
-⚠v… and a note names the versions. Figures (`benchmark.figures`) are embedded per dataset, and
-the literature (`benchmark.literature`) closes the file. Output depends only on the records, so
-regenerating from the same records reproduces the files byte for byte.
+Per-family **detail tables** follow, folded in ``<details>``: every metric an evaluator recorded,
+as mean ± std across seeds (± the estimator's stderr for one seed), except the duplicates of
+`SAME_AS`, which are one quantity under a second name (they stay in the CSV with a ``same_as``
+column). Marks come from the records, generically: an `Estimate` whose ``kind`` is a bound is
+prefixed ≤ (upper bound) or ≥ (lower bound); one with a ``warning`` carries ⚠ and a numbered
+note giving the reason. Notes (warnings, n/a reasons, †, ‡, §, mixed metric versions) appear
+once per section, under the headline table.
+
+Metric versions: an evaluator may record ``Estimate.params["version"]``; a column whose cells
+carry different versions marks them ⚠v… . Output depends only on the records, so regenerating
+from the same records reproduces the files byte for byte.
 """
 
 import fnmatch
 import json
+import logging
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, stdev
 
 import pandas as pd
 from scipy import stats
 
-from benchmark.records import RunRecord, atomic_write_text, load_records
+from benchmark.records import ConfigKey, RunRecord, atomic_write_text, load_records
 from metrics.estimate import Estimate
 
 REGENERATE = "vaebench leaderboard"
@@ -35,6 +42,55 @@ ARROWS = {True: "↑", False: "↓", None: ""}
 VERSION_KEY = "version"  # Estimate.params key holding the metric version
 UNVERSIONED = "unversioned"
 CONFIDENCE = 0.95
+BOUND_PREFIX = {"upper_bound": "≤ ", "lower_bound": "≥ "}
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+log = logging.getLogger(__name__)
+
+# Metrics that are another name for a quantity shown elsewhere: hidden from the tables, kept in
+# the CSV with this as their ``same_as``.
+SAME_AS: dict[tuple[str, str], str] = {
+    ("ais", "ais_log_likelihood"): "−ais/ais_nll",
+    ("nll", "iwae_bound"): "−nll/nll",
+    ("nll", "elbo"): "elbo/elbo (the nll evaluator's own sample)",
+    ("posterior_collapse", "rate"): "elbo/kl",
+    ("posterior_collapse", "kl_per_dim"): "elbo/kl (per dimension in its diagnostics)",
+    ("posterior_collapse", "distortion"): "−elbo/reconstruction",
+}
+
+NOTE_SINGLE_SEED = (
+    "† one seed: ± is the estimator's standard error over examples and the interval is "
+    "mean ± 1.96 stderr (evaluation noise only, not seed-to-seed variation)."
+)
+NOTE_NOT_BOUND = (
+    "‡ trained on an objective that is not a bound on log p(x); its likelihoods are computed "
+    "from its distributions all the same."
+)
+NOTE_CONDITIONAL = (
+    "§ a label-conditional model, scored given each example's true label: its likelihoods and "
+    "bounds are of log p(x|y), not log p(x). Since log p(x|y) <= log p(x) - log p(y), its NLL "
+    "may sit up to log(number of classes) nats (2.30 for 10 balanced classes) below that of an "
+    "unconditional model of the same p(x). It is never bolded as a column's best."
+)
+NOTE_BOUNDS = "≤ / ≥: the value is an upper / lower bound on the named quantity."
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A headline column: a label and the recorded metric it shows (a wildcard pattern)."""
+
+    label: str
+    family: str
+    metric: str
+    shows_k: bool = False  # label the column with its importance-sample count K
+
+
+HEADLINE = (
+    Quantity("test NLL", "nll", "nll", shows_k=True),
+    Quantity("ELBO", "elbo", "elbo"),
+    Quantity("KL (rate)", "elbo", "kl"),
+    Quantity("active units", "active_units", "active_units"),
+    Quantity("FID", "sample_quality", "fid[*"),
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +104,89 @@ class Cell:
     higher_is_better: bool | None
     interval: tuple[float, float] | None = None  # 95% CI of the mean (see the module docstring)
     versions: tuple[str, ...] = (UNVERSIONED,)  # metric versions of the seeds, sorted
+    kind: str = "estimate"  # the seeds' Estimate.kind, "mixed" when they differ
+    warnings: tuple[str, ...] = ()  # the seeds' distinct Estimate.warning texts
+    params: dict[str, str] = field(default_factory=dict)  # scalar params, "/"-joined over seeds
+
+
+@dataclass(frozen=True)
+class TableCell:
+    """A rendered cell: `value` (bolded when best), then `suffix` (marks, interval)."""
+
+    value: str
+    suffix: str = ""
+    bold: bool = False
+    sort: float | str | None = None  # what the HTML page sorts by
+    title: str = ""  # hover text in the HTML page
+    links: tuple[tuple[str, str], ...] = ()  # (label, path) pairs, e.g. image grids
+
+    def markdown(self) -> str:
+        value = f"**{self.value}**" if self.bold and self.value else self.value
+        links = " · ".join(f"[{label}]({path})" for label, path in self.links)
+        return f"{value}{links}{self.suffix}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of one section: header labels and rows of cells, one row per configuration."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[TableCell, ...], ...]
+    row_keys: tuple[ConfigKey, ...] = ()  # the configuration of each row
+
+    def markdown(self) -> list[str]:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        return lines + ["| " + " | ".join(c.markdown() for c in row) + " |" for row in self.rows]
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One metric family's folded table and its estimator parameters."""
+
+    family: str
+    table: Table
+    parameters: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The image grids of one configuration (its lowest seed): kind -> path under results."""
+
+    config: ConfigKey
+    seed: int
+    images: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """Everything one dataset's part of the leaderboard shows, for Markdown and HTML alike."""
+
+    dataset: str
+    provenance: str
+    headline: Table
+    notes: tuple[str, ...]
+    details: tuple[Detail, ...]
+    cost: Table
+    grids: tuple[Grid, ...]
+
+
+class Footnotes:
+    """The notes of one section: each distinct text gets one numbered mark, listed once."""
+
+    def __init__(self) -> None:
+        self.numbered: dict[str, str] = {}
+        self.fixed: set[str] = set()
+
+    def mark(self, text: str) -> str:
+        """Return the superscript number of `text`, adding it if new."""
+        if text not in self.numbered:
+            self.numbered[text] = str(len(self.numbered) + 1).translate(SUPERSCRIPTS)
+        return self.numbered[text]
+
+    def lines(self) -> list[str]:
+        order = [NOTE_SINGLE_SEED, NOTE_BOUNDS, NOTE_NOT_BOUND, NOTE_CONDITIONAL]
+        fixed = [f"- {text}" for text in order if text in self.fixed]
+        return fixed + [f"- {mark} {text}" for text, mark in self.numbered.items()]
 
 
 def seed_interval(values: list[float], *, stderr: float | None) -> tuple[float, float] | None:
@@ -56,18 +195,14 @@ def seed_interval(values: list[float], *, stderr: float | None) -> tuple[float, 
     Student t across seeds, mean ± t_{0.975, n-1} · std / sqrt(n), for n ≥ 2; for one seed the
     normal interval from the estimator's standard error, or None when it has none.
     """
-    centre = mean(values)
+    from benchmark.stats import mean_interval
+
     if len(values) > 1:
-        half = (
-            stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)
-            * stdev(values)
-            / math.sqrt(len(values))
-        )
-    elif stderr is not None:
-        half = stats.norm.ppf(0.5 + CONFIDENCE / 2) * stderr
-    else:
+        return mean_interval(values, CONFIDENCE)
+    if stderr is None:
         return None
-    return centre - half, centre + half
+    half = stats.norm.ppf(0.5 + CONFIDENCE / 2) * stderr
+    return values[0] - half, values[0] + half
 
 
 def metric_version(estimate: Estimate) -> str:
@@ -77,39 +212,43 @@ def metric_version(estimate: Estimate) -> str:
 
 
 def metric_rows(records: list[RunRecord]) -> pd.DataFrame:
-    """Return one row per (record, metric) in long format, the basis of every table and the CSV."""
+    """Return one row per (record, metric) in long format, the basis of the CSV."""
     rows = []
     for record in records:
         base = {
-            "dataset": record.dataset["name"],
+            "dataset": record.dataset.name,
             "suite": record.spec.get("suite") or "",
-            "run": record.spec["name"],
-            "model": record.model["name"],
+            "run": record.name,
+            "model": record.model.name,
             # Likelihoods of a label-conditional model are of log p(x|y) (§ on the leaderboard).
-            "conditional": bool(record.model.get("conditions_on_labels", False)),
-            "config_hash": record.config_hash[:8],
-            "seed": record.spec["seed"],
+            "conditional": record.model.conditions_on_labels,
+            "config_hash": record.config_key.config_hash,
+            "seed": record.seed,
             "status": record.status,
-            "commit": (record.git.get("commit") or "")[:7],
+            "commit": (record.git.commit or "")[:7],
         }
         for family, metrics in sorted(record.metrics.items()):
-            for name, estimate in sorted(metrics.items()):
-                rows.append(
-                    {
-                        **base,
-                        "family": family,
-                        "metric": name,
-                        "value": estimate.value,
-                        "stderr": estimate.stderr,
-                        "n": estimate.n,
-                        "unit": estimate.unit,
-                        "higher_is_better": estimate.higher_is_better,
-                        "params": json.dumps(_shown_params(estimate.params), sort_keys=True),
-                    }
-                )
+            rows += [_metric_row(base, family, name, e) for name, e in sorted(metrics.items())]
         if not record.metrics:
             rows.append({**base, "family": "", "metric": "", "value": None})
     return pd.DataFrame(rows)
+
+
+def _metric_row(base: dict, family: str, name: str, estimate: Estimate) -> dict:
+    return {
+        **base,
+        "family": family,
+        "metric": name,
+        "value": estimate.value,
+        "stderr": estimate.stderr,
+        "n": estimate.n,
+        "unit": estimate.unit,
+        "higher_is_better": estimate.higher_is_better,
+        "kind": estimate.kind,
+        "warning": estimate.warning or "",
+        "same_as": SAME_AS.get((family, name), ""),
+        "params": json.dumps(_shown_params(estimate.params), sort_keys=True),
+    }
 
 
 def _shown_params(params: dict) -> dict:
@@ -117,62 +256,72 @@ def _shown_params(params: dict) -> dict:
     return {k: v for k, v in params.items() if not isinstance(v, list | dict)}
 
 
-def format_number(value: float | None) -> str:
-    """Format with 4 significant digits in plain notation, or ``—`` for a missing value."""
+def format_number(value: float | None, digits: int = 3) -> str:
+    """Format with `digits` significant digits in plain notation, or ``—`` for a missing value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if value == 0:
         return "0"
-    digits = max(0, 3 - int(math.floor(math.log10(abs(value)))))
-    return f"{value:.{min(digits, 6)}f}"
+    exponent = int(math.floor(math.log10(abs(value))))
+    decimals = digits - 1 - exponent
+    if decimals <= 0:
+        return f"{round(value, decimals):.0f}"
+    return f"{value:.{min(decimals, 6)}f}"
 
 
-def aggregate(records: list[RunRecord]) -> dict[tuple[str, str, str], Cell]:
-    """Aggregate records into cells keyed by (config key, family, metric)."""
-    values: dict[tuple[str, str, str], list] = defaultdict(list)
+def format_count(value: float | None) -> str:
+    """Format a large count compactly: 52816 -> 52.8k, 1234567 -> 1.23M."""
+    if value is None:
+        return "—"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            text = format_number(value / scale)
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
+    return format_number(value)
+
+
+def aggregate(records: list[RunRecord]) -> dict[tuple[ConfigKey, str, str], Cell]:
+    """Aggregate ok records into cells keyed by (config key, family, metric)."""
+    values: dict[tuple[ConfigKey, str, str], list[Estimate]] = defaultdict(list)
     for record in records:
         if record.status != "ok":
             continue
         for family, metrics in record.metrics.items():
             for name, estimate in metrics.items():
-                values[(config_key(record), family, name)].append(estimate)
+                values[(record.config_key, family, name)].append(estimate)
     return {key: _cell(estimates) for key, estimates in values.items()}
 
 
 def _cell(estimates: list[Estimate]) -> Cell:
     means = [e.value for e in estimates]
     first = estimates[0]
-    spread = stdev(means) if len(means) > 1 else first.stderr
-    versions = tuple(sorted({metric_version(e) for e in estimates}))
+    kinds = {e.kind for e in estimates}
+    params: dict[str, set[str]] = defaultdict(set)
+    for estimate in estimates:
+        for key, value in _shown_params(estimate.params).items():
+            params[key].add(value if isinstance(value, str) else json.dumps(value))
     return Cell(
         mean(means),
-        spread,
+        stdev(means) if len(means) > 1 else first.stderr,
         len(means),
         first.unit,
         first.higher_is_better,
         seed_interval(means, stderr=first.stderr),
-        versions,
+        tuple(sorted({metric_version(e) for e in estimates})),
+        kinds.pop() if len(kinds) == 1 else "mixed",
+        tuple(sorted({e.warning for e in estimates if e.warning})),
+        {k: "/".join(sorted(v)) for k, v in sorted(params.items())},
     )
 
 
-def config_key(record: RunRecord) -> str:
-    return f"{record.spec['name']}@{record.config_hash[:8]}"
+def config_key(record: RunRecord) -> ConfigKey:
+    """Return the configuration key of a record (`RunRecord.config_key`)."""
+    return record.config_key
 
 
-def render_cell(cell: Cell | None, bold: bool, flag_version: bool = False) -> str:
-    """Render ``mean ± spread [low, high]``, bold when best, ⚠v… when versions differ."""
-    if cell is None:
-        return "—"
-    text = format_number(cell.mean)
-    if cell.spread is not None:
-        text += f" ± {format_number(cell.spread)}" + ("†" if cell.seeds == 1 else "")
-    text = f"**{text}**" if bold else text
-    if cell.interval is not None:
-        text += f" [{format_number(cell.interval[0])}, {format_number(cell.interval[1])}]"
-    return text + (f" ⚠v{'/'.join(cell.versions)}" if flag_version else "")
-
-
-def version_mismatches(family: str, configs: list[str], cells: dict, metrics: list[str]) -> dict:
+def version_mismatches(
+    family: str, configs: list[ConfigKey], cells: dict, metrics: list[str]
+) -> dict[str, list[str]]:
     """Return {metric: versions} for the columns whose cells carry more than one metric version."""
     mismatched = {}
     for metric in metrics:
@@ -195,188 +344,431 @@ def _best(cells: list[Cell | None]) -> float | None:
     return pick(c.mean for c in scored)
 
 
+@dataclass
+class SectionContext:
+    """What the tables of one dataset section share: cells, row marks, and its notes."""
+
+    records: list[RunRecord]
+    cells: dict[tuple[ConfigKey, str, str], Cell]
+    configs: list[ConfigKey]
+    undefined: dict[tuple[ConfigKey, str, str | None], str]  # (config, family, metric) -> why
+    not_bound: set[ConfigKey]
+    conditional: set[ConfigKey]
+    notes: Footnotes = field(default_factory=Footnotes)
+
+    @classmethod
+    def of(cls, records: list[RunRecord]) -> "SectionContext":
+        undefined = {}
+        for record in records:
+            for key, reason in record.undefined_metrics.items():
+                family, _, metric = key.partition("/")
+                undefined[(record.config_key, family, metric or None)] = reason
+        return cls(
+            records,
+            aggregate(records),
+            sorted({r.config_key for r in records}),
+            undefined,
+            {r.config_key for r in records if not r.model.trains_on_likelihood_bound},
+            {r.config_key for r in records if r.model.conditions_on_labels},
+        )
+
+    def group(self, config: ConfigKey) -> list[RunRecord]:
+        return [r for r in self.records if r.config_key == config]
+
+    def why_undefined(self, config: ConfigKey, family: str, metric: str) -> str | None:
+        return self.undefined.get((config, family, metric)) or self.undefined.get(
+            (config, family, None)
+        )
+
+    def row_name(self, config: ConfigKey) -> str:
+        """Return the run name with ‡ and § marks (noting them once in the section)."""
+        name = config.run
+        if config in self.not_bound:
+            self.notes.fixed.add(NOTE_NOT_BOUND)
+            name += " ‡"
+        if config in self.conditional:
+            self.notes.fixed.add(NOTE_CONDITIONAL)
+            name += " §"
+        return name
+
+
+def _marks(cell: Cell, notes: Footnotes, *, label: str) -> str:
+    """Return the marks after a value: † one seed, ⚠ + note per warning."""
+    text = ""
+    if cell.seeds == 1 and cell.spread is not None:
+        notes.fixed.add(NOTE_SINGLE_SEED)
+        text += "†"
+    for warning in cell.warnings:
+        text += " ⚠" + notes.mark(f"{label}: {warning}")
+    return text
+
+
+def _value(cell: Cell, notes: Footnotes) -> str:
+    prefix = BOUND_PREFIX.get(cell.kind, "")
+    if prefix:
+        notes.fixed.add(NOTE_BOUNDS)
+    return prefix + format_number(cell.mean)
+
+
+def _hover(cell: Cell, family: str, metric: str, group: list[RunRecord]) -> str:
+    """Return the hover text of a cell: estimator, parameters, and each seed's provenance."""
+    params = ", ".join(f"{k}={v}" for k, v in cell.params.items())
+    runs = "; ".join(
+        f"seed {r.seed}: spec {r.spec_hash[:12]}, commit {r.git.short or '?'}"
+        for r in sorted(group, key=lambda r: r.seed)
+    )
+    spread = f" ± {format_number(cell.spread, 2)}" if cell.spread is not None else ""
+    interval = (
+        f", 95% CI [{format_number(cell.interval[0])}, {format_number(cell.interval[1])}]"
+        if cell.interval
+        else ""
+    )
+    return (
+        f"{family}/{metric} ({cell.kind}, {cell.unit}): {format_number(cell.mean)}{spread}"
+        f"{interval}, {cell.seeds} seed(s). Parameters: {params or 'none'}. Runs: {runs}."
+    )
+
+
+def dataset_section(records: list[RunRecord]) -> DatasetSection:
+    """Build one dataset's section: headline, notes, folded family details, costs, grids."""
+    context = SectionContext.of(records)
+    headline = headline_table(context)
+    details = tuple(detail_tables(context))
+    cost = cost_table(context)
+    grids = tuple(g for g in (_grid(context.group(c)) for c in context.configs) if g)
+    return DatasetSection(
+        records[0].dataset.name,
+        _provenance(records),
+        headline,
+        tuple(context.notes.lines()),
+        details,
+        cost,
+        grids,
+    )
+
+
+def _headline_metric(context: SectionContext, quantity: Quantity) -> str | None:
+    """Return the first metric name of the section matching the quantity's pattern."""
+    names = sorted(
+        {m for (_, f, m) in context.cells if f == quantity.family}
+        | {m for (_, f, m) in context.undefined if f == quantity.family and m}
+    )
+    return next((m for m in names if fnmatch.fnmatchcase(m, quantity.metric)), None)
+
+
+def headline_table(context: SectionContext) -> Table:
+    """Render the headline table: one row per configuration, sorted by the first quantity."""
+    columns = [(q, _headline_metric(context, q)) for q in HEADLINE]
+    columns = [(q, m) for q, m in columns if m is not None]
+    order = _headline_order(context, columns[0] if columns else None)
+    labels = [_headline_header(context, q, m) for q, m in columns]
+    header = ["model", "params", *labels, "budget", "seeds"]
+    comparable = [c for c in order if c not in context.conditional]
+    rows = []
+    for index, config in enumerate(order):
+        cells = [_headline_cell(context, config, q, m, comparable) for q, m in columns]
+        if columns:
+            cells[0] = _with_interval(context, order, index, columns[0], cells[0])
+        rows.append(
+            (
+                TableCell(context.row_name(config), sort=config.run),
+                _parameters_cell(context.group(config)),
+                *cells,
+                _budget_cell(context.group(config)),
+                _seeds_cell(context.group(config)),
+            )
+        )
+    return Table(tuple(header), tuple(rows), tuple(order))
+
+
+def _headline_header(context: SectionContext, quantity: Quantity, metric: str) -> str:
+    cell = next(
+        (context.cells[k] for k in sorted(context.cells) if k[1:] == (quantity.family, metric)),
+        None,
+    )
+    label = quantity.label
+    if "[" in metric:  # the feature network's id, e.g. fid[lenet-ab89def4f8ce]
+        label += metric[metric.index("[") :]
+    k = _column_k(context, quantity.family, metric) if quantity.shows_k else None
+    if k is not None:
+        label += f" (K={k})"
+    if cell is None:
+        return label
+    arrow = ARROWS[cell.higher_is_better]
+    return f"{label} {arrow}".strip() + (f" ({cell.unit})" if cell.unit else "")
+
+
+def _column_k(context: SectionContext, family: str, metric: str) -> str | None:
+    """Return the most common K of a column (shown in its header), or None if it has none."""
+    ks = [
+        c.params["k"]
+        for key, c in context.cells.items()
+        if key[1:] == (family, metric) and "k" in c.params
+    ]
+    return max(sorted(set(ks)), key=ks.count) if ks else None
+
+
+def _headline_order(context: SectionContext, first: tuple[Quantity, str] | None) -> list[ConfigKey]:
+    """Order rows: unconditional before conditional, by the first quantity's direction, then
+    name; rows without that quantity last."""
+
+    def key(config: ConfigKey) -> tuple:
+        cell = context.cells.get((config, first[0].family, first[1])) if first else None
+        if cell is None:
+            return (config in context.conditional, 1, 0.0, config.run, config.config_hash)
+        sign = -1.0 if cell.higher_is_better else 1.0
+        return (config in context.conditional, 0, sign * cell.mean, config.run, config.config_hash)
+
+    return sorted(context.configs, key=key)
+
+
+def _headline_cell(
+    context: SectionContext,
+    config: ConfigKey,
+    quantity: Quantity,
+    metric: str,
+    comparable: list[ConfigKey],
+) -> TableCell:
+    """Render a headline cell; a K other than the column's is shown in the cell."""
+    cell = context.cells.get((config, quantity.family, metric))
+    if cell is None:
+        return _missing_cell(context, config, quantity.family, metric)
+    best = _best([context.cells.get((c, quantity.family, metric)) for c in comparable])
+    k = cell.params.get("k") if quantity.shows_k else None
+    shown_k = "" if k in (None, _column_k(context, quantity.family, metric)) else f" (K={k})"
+    return TableCell(
+        _value(cell, context.notes),
+        _marks(cell, context.notes, label=f"{quantity.family}/{metric} of {config.run}") + shown_k,
+        bold=config in comparable and cell.mean == best,
+        sort=cell.mean,
+        title=_hover(cell, quantity.family, metric, context.group(config)),
+    )
+
+
+def _missing_cell(
+    context: SectionContext, config: ConfigKey, family: str, metric: str
+) -> TableCell:
+    reason = context.undefined.get((config, family, metric))
+    what = f"{family}/{metric}"
+    if reason is None:
+        reason, what = context.undefined.get((config, family, None)), family
+    if reason is None:
+        return TableCell("—")
+    mark = context.notes.mark(f"n/a for {config.run} ({what}): {reason}")
+    return TableCell("n/a", mark, title=reason)
+
+
+def _with_interval(
+    context: SectionContext,
+    order: list[ConfigKey],
+    index: int,
+    column: tuple[Quantity, str],
+    rendered: TableCell,
+) -> TableCell:
+    """Add the 95% interval to a sorting-column cell whose interval overlaps a neighbour's."""
+    quantity, metric = column
+
+    def interval(i: int) -> tuple[float, float] | None:
+        if not 0 <= i < len(order):
+            return None
+        cell = context.cells.get((order[i], quantity.family, metric))
+        return cell.interval if cell else None
+
+    own = interval(index)
+    neighbours = [iv for iv in (interval(index - 1), interval(index + 1)) if iv is not None]
+    if own is None or not any(own[0] <= high and low <= own[1] for low, high in neighbours):
+        return rendered
+    shown = f" [{format_number(own[0])}, {format_number(own[1])}]"
+    return TableCell(
+        rendered.value, rendered.suffix + shown, rendered.bold, rendered.sort, rendered.title
+    )
+
+
+def _parameters_cell(group: list[RunRecord]) -> TableCell:
+    count = group[0].model.num_parameters
+    return TableCell(format_count(count), sort=count, title=f"{count} parameters")
+
+
+def _budget_cell(group: list[RunRecord]) -> TableCell:
+    train = group[0].spec.get("train") or {}
+    steps, batch = train.get("steps"), train.get("batch_size")
+    if steps is None:
+        return TableCell("—")
+    title = f"{steps} steps of batch {batch}" if batch else f"{steps} steps"
+    return TableCell(f"{format_count(steps)} steps", sort=steps, title=title)
+
+
+def _seeds_cell(group: list[RunRecord]) -> TableCell:
+    ok = sum(r.status == "ok" for r in group)
+    others = sorted({r.status for r in group} - {"ok"})
+    extra = "".join(f" (+{sum(r.status == s for r in group)} {s})" for s in others)
+    seeds = ", ".join(str(r.seed) for r in sorted(group, key=lambda r: r.seed))
+    return TableCell(f"{ok}{extra}", sort=ok, title=f"seeds {seeds}")
+
+
+def detail_tables(context: SectionContext) -> list[Detail]:
+    """Render one folded table per metric family, duplicates (`SAME_AS`) left out."""
+    families = sorted({k[1] for k in context.cells} | {k[1] for k in context.undefined})
+    details = []
+    for family in families:
+        metrics = sorted(
+            {m for (_, f, m) in context.cells if f == family}
+            | {m for (_, f, m) in context.undefined if f == family and m}
+        )
+        metrics = [m for m in metrics if (family, m) not in SAME_AS]
+        configs = [
+            c
+            for c in context.configs
+            if any((c, family, m) in context.cells for m in metrics)
+            or context.why_undefined(c, family, "") is not None
+        ]
+        if metrics and configs:
+            table = family_table(context, family, configs, metrics)
+            details.append(Detail(family, table, _parameters_note(context.records, family)))
+    return details
+
+
 def family_table(
-    family: str,
-    configs: list[str],
-    cells: dict,
-    metrics: list[str],
-    undefined: dict[str | tuple[str, str], str] | None = None,
-    flagged: set[str] | None = None,
-    conditional: set[str] | None = None,
-) -> list[str]:
-    """Render one metric family's Markdown table, rows = configurations.
-
-    Args:
-        undefined: Why metrics are not defined ("n/a"): keyed by a config key for the whole
-            family, or by (config key, metric) for one metric.
-        flagged: Config keys of models not trained on a likelihood bound (marked ‡).
-        conditional: Config keys of label-conditional models, scored on log p(x|y) (marked §).
-    """
-    undefined, flagged, conditional = undefined or {}, flagged or set(), conditional or set()
-    header = ["model", "seeds"] + [_metric_header(family, m, cells, configs) for m in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    # Conditional rows (§) answer another question, so they never take the bold best.
-    comparable = [c for c in configs if c not in conditional]
-    bests = {m: _best([cells.get((c, family, m)) for c in comparable]) for m in metrics}
-    mismatched = version_mismatches(family, configs, cells, metrics)
+    context: SectionContext, family: str, configs: list[ConfigKey], metrics: list[str]
+) -> Table:
+    """Render one metric family: rows = configurations, cells = mean ± spread with marks."""
+    header = ["model", "seeds"] + [_metric_header(context, family, m) for m in metrics]
+    comparable = [c for c in configs if c not in context.conditional]
+    bests = {m: _best([context.cells.get((c, family, m)) for c in comparable]) for m in metrics}
+    mismatched = version_mismatches(family, configs, context.cells, metrics)
+    rows = []
     for config in configs:
-        row_cells = [cells.get((config, family, m)) for m in metrics]
-        seeds = max((c.seeds for c in row_cells if c is not None), default=0)
+        cells = [context.cells.get((config, family, m)) for m in metrics]
+        seeds = max((c.seeds for c in cells if c is not None), default=0)
         rendered = [
-            "n/a"
-            if c is None and (config in undefined or (config, m) in undefined)
-            else render_cell(c, c is not None and c.mean == bests[m], m in mismatched)
-            for c, m in zip(row_cells, metrics, strict=True)
+            _detail_cell(
+                context,
+                config,
+                family,
+                m,
+                c,
+                c is not None and config in comparable and c.mean == bests[m],
+                mismatched.get(m),
+            )
+            for c, m in zip(cells, metrics, strict=True)
         ]
-        name = config.split("@")[0] + (" ‡" if config in flagged else "")
-        name += " §" if config in conditional else ""
-        lines.append("| " + " | ".join([name, str(seeds), *rendered]) + " |")
-    for key, reason in sorted(undefined.items(), key=lambda item: str(item[0])):
-        config, metric = key if isinstance(key, tuple) else (key, None)
-        which = f"{config.split('@')[0]}" + (f" ({metric})" if metric else "")
-        lines += ["", f"n/a for {which}: {reason}"]
-    if flagged:
-        lines += [
-            "",
-            "‡ trained on an objective that is not a bound on log p(x); its likelihoods "
-            "are computed from its distributions all the same.",
-        ]
-    if conditional:
-        lines += [
-            "",
-            "§ a label-conditional model, scored given each example's true label: its "
-            "likelihoods and bounds are of log p(x|y), not log p(x). Since log p(x|y) <= "
-            "log p(x) - log p(y), its NLL may sit up to log(number of classes) nats (2.30 for "
-            "10 balanced classes) below that of an unconditional model of the same p(x). It is "
-            "never bolded as a column's best.",
-        ]
-    if mismatched:
-        shown = "; ".join(f"`{m}`: {', '.join(v)}" for m, v in mismatched.items())
-        lines += [
-            "",
-            f"⚠ Metric versions differ within a column ({shown}): cells marked ⚠v… "
-            "come from different evaluator versions and may not be comparable.",
-        ]
-    return lines
+        name = TableCell(context.row_name(config), sort=config.run)
+        rows.append((name, TableCell(str(seeds), sort=seeds), *rendered))
+    return Table(tuple(header), tuple(rows), tuple(configs))
 
 
-def _undefined_by_family(records: list[RunRecord]) -> dict[str, dict]:
-    """Return family -> {config key or (config key, metric): reason}, from the records'
-    ``undefined_metrics`` (keys ``"family"`` or ``"family/metric"``)."""
-    undefined: dict[str, dict] = defaultdict(dict)
-    for record in records:
-        for key, reason in record.undefined_metrics.items():
-            family, _, metric = key.partition("/")
-            config = config_key(record)
-            undefined[family][(config, metric) if metric else config] = reason
-    return dict(undefined)
+def _detail_cell(
+    context: SectionContext,
+    config: ConfigKey,
+    family: str,
+    metric: str,
+    cell: Cell | None,
+    bold: bool,
+    versions: list[str] | None,
+) -> TableCell:
+    if cell is None:
+        return _missing_cell(context, config, family, metric)
+    spread = f" ± {format_number(cell.spread, 2)}" if cell.spread is not None else ""
+    suffix = spread + _marks(cell, context.notes, label=f"{family}/{metric} of {config.run}")
+    if versions:
+        mark = context.notes.mark(
+            f"`{family}/{metric}` mixes metric versions {', '.join(versions)} "
+            f'(`Estimate.params["version"]`): cells marked ⚠v… may not be comparable.'
+        )
+        suffix += f" ⚠v{'/'.join(cell.versions)}{mark}"
+    return TableCell(
+        _value(cell, context.notes),
+        suffix,
+        bold,
+        cell.mean,
+        _hover(cell, family, metric, context.group(config)),
+    )
 
 
-def _metric_header(family: str, metric: str, cells: dict, configs: list[str]) -> str:
-    cell = next((cells[(c, family, metric)] for c in configs if (c, family, metric) in cells), None)
+def _metric_header(context: SectionContext, family: str, metric: str) -> str:
+    cell = next(
+        (
+            context.cells[(c, family, metric)]
+            for c in context.configs
+            if (c, family, metric) in context.cells
+        ),
+        None,
+    )
     arrow = ARROWS[cell.higher_is_better] if cell else ""
     unit = f" ({cell.unit})" if cell and cell.unit else ""
     return f"{metric} {arrow}{unit}".replace("  ", " ").strip()
 
 
-def dataset_section(
-    dataset: str,
-    records: list[RunRecord],
-    figures_link: str | None = None,
-    images_link: str | None = None,
-) -> list[str]:
-    """Render one dataset: provenance, one table per family, costs, then its figures."""
-    cells = aggregate(records)
-    configs = sorted({config_key(r) for r in records})
-    lines = [f"## {dataset}", "", *_provenance(records), ""]
-    undefined = _undefined_by_family(records)
-    flagged = {config_key(r) for r in records if r.model.get("trains_on_likelihood_bound") is False}
-    conditional = {config_key(r) for r in records if r.model.get("conditions_on_labels")}
-    families = sorted({k[1] for k in cells} | set(undefined))
-    for family in families:
-        na = undefined.get(family, {})
-        metrics = sorted(
-            {k[2] for k in cells if k[1] == family} | {k[1] for k in na if isinstance(k, tuple)}
-        )
-        with_family = [
-            c for c in configs if c in na or any((c, family, m) in cells for m in metrics)
-        ]
-        shown = set(with_family)
-        table = family_table(
-            family, with_family, cells, metrics, na, flagged & shown, conditional & shown
-        )
-        lines += [f"### {family}", "", *table]
-        lines += ["", *_parameters_note(records, family), ""]
-    lines += ["### cost and provenance", "", *_cost_table(records, configs, images_link), ""]
-    if figures_link is not None:
-        lines += _figure_lines(records, figures_link)
-    return lines
-
-
-def _figure_lines(records: list[RunRecord], figures_link: str) -> list[str]:
-    # NOTE: imported on use so that tables alone never load matplotlib and seaborn
-    from benchmark.figures import planned_figures
-
-    figures = planned_figures(records)
-    if not figures:
-        return []
-    lines = ["### figures", ""]
-    for figure in figures:
-        lines += [f"![{figure.title}]({figures_link}/{figure.filename})", ""]
-    return lines
-
-
-def _provenance(records: list[RunRecord]) -> list[str]:
+def _provenance(records: list[RunRecord]) -> str:
     first = records[0].dataset
     suites = sorted({r.spec.get("suite") or "(single runs)" for r in records})
-    checksum = str(first.get("checksum", ""))[:16]
-    return [
-        f"Suites: {', '.join(suites)} · preprocessing `{first.get('preprocessing')}` · "
+    checksum = str(first.checksum or "")[:16]
+    return (
+        f"Suites: {', '.join(suites)} · preprocessing `{first.preprocessing}` · "
         f"data checksum `{checksum}` · runs: {len(records)}."
-    ]
+    )
 
 
-def _parameters_note(records: list[RunRecord], family: str) -> list[str]:
+def _parameters_note(records: list[RunRecord], family: str) -> str:
     seen: dict[str, set] = defaultdict(set)
     for record in records:
         for estimate in record.metrics.get(family, {}).values():
             for key, value in _shown_params(estimate.params).items():
                 seen[key].add(value if isinstance(value, str) else json.dumps(value))
     if not seen:
-        return []
+        return ""
     shown = ", ".join(f"{k}={'/'.join(sorted(v))}" for k, v in sorted(seen.items()))
-    return [f"Estimator parameters: {shown}."]
+    return f"Estimator parameters: {shown}."
 
 
-def _cost_table(records: list[RunRecord], configs: list[str], images_link: str | None) -> list[str]:
+def cost_table(context: SectionContext) -> Table:
+    """Render costs and provenance: status, size, seconds, TFLOP-eq, memory, hash, commits."""
     header = (
-        "| model | registry name | status | params | train s | train cost (TFLOP-eq) "
-        "| eval s | config hash | commits | images |"
+        "model",
+        "registry name",
+        "status",
+        "params",
+        "train s",
+        "train cost (TFLOP-eq)",
+        "eval s",
+        "peak RSS MiB",
+        "config hash",
+        "commits",
+        "images",
     )
-    lines = [header, "|" + "---|" * 10]
-    for config in configs:
-        group = [r for r in records if config_key(r) == config]
-        statuses = ", ".join(
-            f"{s}×{sum(r.status == s for r in group)}" for s in sorted({r.status for r in group})
+    rows = tuple(_cost_row(c, context.group(c)) for c in context.configs)
+    return Table(header, rows, tuple(context.configs))
+
+
+def _cost_row(config: ConfigKey, group: list[RunRecord]) -> tuple[TableCell, ...]:
+    statuses = ", ".join(
+        f"{s}×{sum(r.status == s for r in group)}" for s in sorted({r.status for r in group})
+    )
+    numbers = [
+        [v for v in values if v is not None]
+        for values in (
+            [r.timings.train for r in group],
+            [train_cost(r) for r in group],
+            [r.timings.eval for r in group],
+            [r.resources.peak_rss_mb for r in group],
         )
-        train = [r.timings.get("train") for r in group if r.timings.get("train") is not None]
-        evals = [r.timings.get("eval") for r in group if r.timings.get("eval") is not None]
-        costs = [c for c in (train_cost(r) for r in group) if c is not None]
-        commits = ", ".join(sorted({_commit(r) for r in group}))
-        cells = [
-            config.split("@")[0],
-            group[0].model["name"],
-            statuses,
-            str(group[0].model.get("num_parameters", "—")),
-            format_number(mean(train)) if train else "—",
-            format_number(mean(costs)) if costs else "—",
-            format_number(mean(evals)) if evals else "—",
-            f"`{config.split('@')[1]}`",
-            commits,
-            _image_links(group, images_link),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    ]
+    averaged = [
+        TableCell(format_number(mean(v)) if v else "—", sort=mean(v) if v else None)
+        for v in numbers
+    ]
+    grid = _grid(group)
+    links = tuple((kind, path) for kind, path in sorted(grid.images.items())) if grid else ()
+    return (
+        TableCell(config.run, sort=config.run),
+        TableCell(group[0].model.name),
+        TableCell(statuses),
+        _parameters_cell(group),
+        *averaged,
+        TableCell(f"`{config.config_hash}`"),
+        TableCell(", ".join(sorted({r.git.short for r in group}))),
+        TableCell("" if grid else "—", f" (seed {grid.seed})" if grid else "", links=links),
+    )
 
 
 def train_cost(record: RunRecord) -> float | None:
@@ -385,25 +777,16 @@ def train_cost(record: RunRecord) -> float | None:
     The work this machine's GEMM peak could have done in the training time: a cost comparable
     across machines of different speed (benchmark/calibration.py measures the rate per process).
     """
-    seconds = record.timings.get("train")
-    calibration = record.environment.get("calibration") or {}
-    if seconds is None or not calibration.get("gemm_gflops"):
-        return None
-    return seconds * calibration["gemm_gflops"] / 1000
+    seconds, rate = record.timings.train, record.environment.gemm_gflops
+    return None if seconds is None or not rate else seconds * rate / 1000
 
 
-def _image_links(group: list[RunRecord], images_link: str | None) -> str:
+def _grid(group: list[RunRecord]) -> Grid | None:
     with_images = [r for r in group if r.images]
-    if images_link is None or not with_images:
-        return "—"
-    record = min(with_images, key=lambda r: r.spec["seed"])
-    links = [f"[{kind}]({images_link}/{path})" for kind, path in sorted(record.images.items())]
-    return " · ".join(links) + f" (seed {record.spec['seed']})"
-
-
-def _commit(record: RunRecord) -> str:
-    commit = (record.git.get("commit") or "")[:7]
-    return f"{commit} (dirty)" if record.git.get("dirty") else commit
+    if not with_images:
+        return None
+    record = min(with_images, key=lambda r: r.seed)
+    return Grid(record.config_key, record.seed, dict(sorted(record.images.items())))
 
 
 def filter_records(
@@ -423,16 +806,24 @@ def filter_records(
     kept = [
         r
         for r in records
-        if (datasets is None or hit(r.dataset["name"], datasets))
-        and (models is None or hit(r.spec["name"], models) or hit(r.model["name"], models))
+        if (datasets is None or hit(r.dataset.name, datasets))
+        and (models is None or hit(r.name, models) or hit(r.model.name, models))
     ]
     if not kept:
         raise ValueError(
             f"Expected `--dataset` {datasets} and `--models` {models} to match some records, but "
-            f"none matched; datasets: {sorted({r.dataset['name'] for r in records})}, runs: "
-            f"{sorted({r.spec['name'] for r in records})}."
+            f"none matched; datasets: {sorted({r.dataset.name for r in records})}, runs: "
+            f"{sorted({r.name for r in records})}."
         )
     return kept
+
+
+def dataset_sections(records: list[RunRecord]) -> list[DatasetSection]:
+    """Return one section per dataset, sorted by dataset name."""
+    by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_dataset[record.dataset.name].append(record)
+    return [dataset_section(by_dataset[name]) for name in sorted(by_dataset)]
 
 
 def _header(records: list[RunRecord], filters: str) -> list[str]:
@@ -442,16 +833,53 @@ def _header(records: list[RunRecord], filters: str) -> list[str]:
         "# vaebench leaderboard",
         "",
         f"Generated from {len(records)} run records by `{REGENERATE}`, which also writes "
-        f"`leaderboard.csv` and the figures.{filtered} Cells are mean ± std across seeds (the "
-        "seeds column counts them), then [the 95% confidence interval of the mean]: Student t "
-        "with n − 1 degrees of freedom across the n seeds. † marks a single seed, where ± is the "
-        "estimator's standard error over examples and the interval is mean ± 1.96 stderr "
-        "(evaluation noise only, not seed-to-seed variation). "
-        "↑ higher is better, ↓ lower is better; the best mean of a column is bold. "
-        '⚠vN marks a column mixing metric versions (`Estimate.params["version"]`). '
-        "Likelihoods are in nats per example unless the unit says otherwise.",
+        f"`leaderboard.csv` and the figures (`{REGENERATE} --html` writes a browsable page)."
+        f"{filtered} Each dataset opens with its headline table: the mean across seeds to 3 "
+        "significant figures, rows sorted by the first column after params, and that column's "
+        "95% interval shown only where it overlaps a neighbour's (Student t across seeds). "
+        "↑ higher is better, ↓ lower is better; the best mean of a column is bold. Notes follow "
+        "the table; every metric of every evaluator is in the folded details (mean ± std across "
+        "seeds) and in the CSV. Likelihoods are in nats per example unless the unit says "
+        "otherwise.",
         "",
     ]
+
+
+def section_markdown(
+    section: DatasetSection, figures: list, figures_link: str | None, images_link: str | None
+) -> list[str]:
+    """Render one dataset section as Markdown."""
+    lines = [f"## {section.dataset}", "", section.provenance, "", *section.headline.markdown(), ""]
+    if section.notes:
+        lines += [*section.notes, ""]
+    for detail in section.details:
+        lines += [f"<details><summary>{detail.family}</summary>", "", *detail.table.markdown(), ""]
+        lines += (
+            [detail.parameters, "", "</details>", ""] if detail.parameters else ["</details>", ""]
+        )
+    cost = _linked(section.cost, images_link)
+    lines += [
+        "<details><summary>cost and provenance</summary>",
+        "",
+        *cost.markdown(),
+        "",
+        "</details>",
+        "",
+    ]
+    for figure in figures if figures_link is not None else []:
+        lines += [f"![{figure.title}]({figures_link}/{figure.filename})", ""]
+    return lines
+
+
+def _linked(table: Table, images_link: str | None) -> Table:
+    """Prefix image paths with the results folder's link, or drop them when there is none."""
+    rows = []
+    for row in table.rows:
+        last = row[-1]
+        links = tuple((k, f"{images_link}/{p}") for k, p in last.links) if images_link else ()
+        shown = TableCell("" if links else "—", last.suffix if links else "", links=links)
+        rows.append((*row[:-1], shown))
+    return Table(table.header, tuple(rows), table.row_keys)
 
 
 def render_leaderboard(
@@ -473,17 +901,89 @@ def render_leaderboard(
         filters: Human-readable description of the filters applied, for the header.
     """
     # NOTE: imported here because literature.py formats numbers with this module's helpers
+    from benchmark.figures import planned_figures
     from benchmark.literature import literature_section
 
     lines = _header(records, filters)
-    by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        by_dataset[record.dataset["name"]].append(record)
-    for dataset in sorted(by_dataset):
-        lines += dataset_section(dataset, by_dataset[dataset], figures_link, images_link)
+    figures = planned_figures(records) if figures_link is not None else []
+    for section in dataset_sections(records):
+        shown = [f for f in figures if f.dataset == section.dataset]
+        lines += section_markdown(section, shown, figures_link, images_link)
     if literature is not None:
         lines += literature_section(literature, records)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def load_literature_or_warn(results_dir: Path, *, strict: bool) -> list | None:
+    """Return the entries of ``results_dir/literature.yaml``; None when absent or (unless
+    `strict`) unreadable, with one warning line naming the file."""
+    import yaml
+
+    from benchmark.literature import load_literature
+
+    path = Path(results_dir) / "literature.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return load_literature(path)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, yaml.YAMLError) as error:
+        if strict:
+            raise ValueError(
+                f"Expected {path} to be a valid literature file, but: {error}"
+            ) from None
+        log.warning(
+            "skipped %s: %s (use --strict to fail instead)", path, str(error).splitlines()[0]
+        )
+        return None
+
+
+COMMITTED_RESULTS = Path("results")  # the repository's records, tabulated in ./leaderboard.md
+
+
+@dataclass(frozen=True)
+class LeaderboardPaths:
+    """Where a leaderboard's files go."""
+
+    markdown: Path
+    csv: Path
+    figures: Path
+    html: Path | None = None
+
+
+def leaderboard_paths(
+    results_dir: Path | None,
+    *,
+    output: Path | None = None,
+    csv: Path | None = None,
+    html: bool | Path = False,
+    filtered: bool = False,
+) -> LeaderboardPaths:
+    """Decide where a leaderboard goes: the committed files only for the repository's results.
+
+    The committed ``leaderboard.md``, ``.csv`` and ``figures/`` (in the working folder) are
+    written only for the default results folder with no filters. Any other results folder, or a
+    filtered view, goes beside its records (``DIR/leaderboard.md`` ...), so a suite run into a
+    scratch folder never overwrites the repository's tables. An explicit `output` wins; its CSV
+    and figures then go beside it.
+
+    Args:
+        results_dir: The records' folder; None means the repository's ``results``.
+        output: The Markdown file, if given.
+        csv: The CSV file, if given.
+        html: True for ``leaderboard.html`` beside the Markdown, or a path.
+        filtered: Whether dataset or model filters apply.
+    """
+    results = Path(results_dir) if results_dir is not None else COMMITTED_RESULTS
+    committed = results.resolve() == COMMITTED_RESULTS.resolve() and not filtered
+    root = Path(".") if committed else results
+    markdown = Path(output) if output is not None else root / "leaderboard.md"
+    page = Path(html) if isinstance(html, Path) else markdown.with_suffix(".html") if html else None
+    return LeaderboardPaths(
+        markdown,
+        Path(csv) if csv is not None else markdown.with_suffix(".csv"),
+        markdown.parent / "figures",
+        page,
+    )
 
 
 def write_leaderboard(
@@ -494,8 +994,10 @@ def write_leaderboard(
     datasets: list[str] | None = None,
     models: list[str] | None = None,
     figures_dir: Path | None = None,
+    html_output: Path | None = None,
+    strict: bool = False,
 ) -> list[RunRecord]:
-    """Load and filter records, then write the Markdown, the CSV and the figures.
+    """Load and filter records, then write the Markdown, the CSV, the figures (and the HTML).
 
     Args:
         results_dir: Holds ``runs/`` and, if present, ``literature.yaml``.
@@ -504,11 +1006,12 @@ def write_leaderboard(
         datasets: Dataset name patterns to keep (None: all).
         models: Run or model name patterns to keep (None: all).
         figures_dir: Where the PNGs go; default ``figures/`` beside `output`.
+        html_output: Also write the self-contained HTML page there (`benchmark.report_html`).
+        strict: Fail on a bad record or literature file instead of skipping it with a warning.
     """
     from benchmark.figures import write_figures
-    from benchmark.literature import load_literature
 
-    records = load_records(results_dir)
+    records = load_records(results_dir, strict=strict)
     if not records:
         raise ValueError(
             f"Expected run records under {Path(results_dir) / 'runs'}, but found none; "
@@ -518,8 +1021,7 @@ def write_leaderboard(
     output = Path(output)
     figures_dir = Path(figures_dir) if figures_dir is not None else output.parent / "figures"
     write_figures(records, figures_dir)
-    literature_file = Path(results_dir) / "literature.yaml"
-    literature = load_literature(literature_file) if literature_file.is_file() else None
+    literature = load_literature_or_warn(results_dir, strict=strict)
     filters = "; ".join(
         f"{k} {', '.join(v)}" for k, v in (("datasets", datasets), ("models", models)) if v
     )
@@ -534,4 +1036,11 @@ def write_leaderboard(
     atomic_write_text(
         Path(csv_output), metric_rows(records).to_csv(index=False, lineterminator="\n")
     )
+    if html_output is not None:
+        from benchmark.report_html import render_html
+
+        page = render_html(
+            records, figures_dir=figures_dir, results_dir=results_dir, filters=filters
+        )
+        atomic_write_text(Path(html_output), page)
     return records

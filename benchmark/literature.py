@@ -208,14 +208,12 @@ def matches(correspondence: Correspondence, record: RunRecord, unit: str | None)
     """Return whether `record` is a reproduction of the published number of `correspondence`."""
     c = correspondence
     model, dataset = record.spec.get("model", {}), record.dataset
-    preprocessing = dataset.get("preprocessing") or record.spec.get("dataset", {}).get(
-        "preprocessing"
-    )
+    preprocessing = dataset.preprocessing or record.spec.get("dataset", {}).get("preprocessing")
     estimate = record.metric(c.family, c.metric)
     return (
         record.status == "ok"
         and estimate is not None
-        and dataset.get("name") == c.dataset
+        and dataset.name == c.dataset
         and preprocessing == c.preprocessing
         and model.get("name") == c.model
         and all(model.get(k) == v for k, v in c.model_settings.items())
@@ -325,7 +323,7 @@ def _reproduction(
 ) -> Reproduction:
     ordered = sorted(group, key=lambda r: r.spec["seed"])
     estimates = [r.metric(c.family, c.metric) for r in ordered]
-    fractions = [r.training.get("budget_fraction") for r in ordered]
+    fractions = [r.training.budget_fraction for r in ordered]
     return Reproduction(
         published,
         c,

@@ -22,6 +22,8 @@ from benchmark.compare import (
 )
 from benchmark.leaderboard import format_number
 from benchmark.records import load_records
+from benchmark.stats import benjamini_hochberg as bh
+from benchmark.stats import minimum_detectable_difference
 from benchmark.suite import load_suite
 from metrics.estimate import Estimate
 from tests.test_records import make_record
@@ -133,8 +135,10 @@ def test_paired_per_example_refuses_unpaired_data():
         paired_per_example(new, [bare])
 
 
-def test_compare_records_tests_each_metric_and_holm_adjusts_them_together():
-    """Contract: Welch per directed metric and baseline, one bootstrap per baseline, Holm on all."""
+def test_compare_records_holm_adjusts_within_the_primary_family_only():
+    """Contract: per baseline, Welch on the primary endpoint (NLL), its paired bootstrap, then
+    the secondary endpoints; Holm within the primary Welch family, Holm within the bootstrap
+    family, Benjamini–Hochberg for the secondary ones."""
     rng = np.random.default_rng(2)
     example = rng.normal(80.0, 3.0, size=50)
     new = [
@@ -148,32 +152,33 @@ def test_compare_records_tests_each_metric_and_holm_adjusts_them_together():
         for name, shift in (("vae", 0.0), ("iwae", -1.9))
     }
     comparisons = compare_records(new, baselines, num_resamples=2000, bootstrap_seed=0)
-    kinds = [(c.baseline, c.family, c.method) for c in comparisons]
+    kinds = [(c.baseline, c.family, c.method, c.endpoint) for c in comparisons]
     assert kinds == [
-        ("vae", "elbo", "welch"),
-        ("vae", "nll", "welch"),
-        ("vae", "nll", "paired bootstrap"),
-        ("iwae", "elbo", "welch"),
-        ("iwae", "nll", "welch"),
-        ("iwae", "nll", "paired bootstrap"),
+        ("vae", "nll", "welch", "primary"),
+        ("vae", "nll", "paired bootstrap", "primary"),
+        ("vae", "elbo", "welch", "secondary"),
+        ("iwae", "nll", "welch", "primary"),
+        ("iwae", "nll", "paired bootstrap", "primary"),
+        ("iwae", "elbo", "welch", "secondary"),
     ]
-    raw = [c.difference.p_value for c in comparisons]
-    assert [c.p_holm for c in comparisons] == pytest.approx(holm_adjust(raw))
-    vae_boot = comparisons[2]
+    for members, adjust in (((0, 3), holm_adjust), ((1, 4), holm_adjust), ((2, 5), bh)):
+        raw = [comparisons[i].difference.p_value for i in members]
+        assert [comparisons[i].p_adjusted for i in members] == pytest.approx(adjust(raw))
+    assert comparisons[0].detectable == pytest.approx(
+        minimum_detectable_difference(
+            comparisons[0].difference.standard_error, comparisons[0].difference.df
+        )
+    )
+    vae_boot = comparisons[1]
     assert vae_boot.difference.estimate == pytest.approx(
         np.mean([r.metric("nll", "nll").value for r in new[:2]])
         - np.mean([r.metric("nll", "nll").value for r in baselines["vae"]])
     )
     assert verdict(vae_boot) == "NEW better"  # 2 nats lower NLL on every example
-    chosen = compare_records(new, baselines, num_resamples=10, metrics=["nll/*"])
-    assert [(c.family, c.method) for c in chosen] == [
-        ("nll", "welch"),
-        ("nll", "paired bootstrap"),
-    ] * 2
-    assert (
-        compare_records(new, baselines, num_resamples=10, metrics=["elbo/elbo"])[0].method
-        == "welch"
-    )
+    chosen = compare_records(new, baselines, num_resamples=10, metrics=["elbo/elbo"])
+    assert [(c.family, c.method, c.endpoint) for c in chosen] == [
+        ("elbo", "welch", "primary"),
+    ] * 2  # --metrics makes the ELBO primary; the NLL is then no endpoint at all
 
 
 def write_suite(path, steps=4):
@@ -251,9 +256,12 @@ def test_report_shows_intervals_p_values_and_verdicts():
     boot = next(c for c in comparisons if c.method == "paired bootstrap")
     interval = f"[{format_number(boot.difference.low)}, {format_number(boot.difference.high)}]"
     row = next(line for line in text.splitlines() if interval in line)
-    assert f"| {boot.difference.p_value:.3g} | {boot.p_holm:.3g} | NEW better |" in row
+    assert f"| {boot.difference.p_value:.3g} | {boot.p_adjusted:.3g} | NEW better |" in row
     assert "B=500, 20 examples × 2 seeds" in row
-    assert "| p | p (Holm) | verdict |" in text and "Seeds: 0, 1." in text
+    assert "**Primary endpoint**: `nll/nll`" in text and "(seeds 0, 1)" in text
+    assert "| detectable at 80% power | p | p (Holm) | verdict |" in text
+    welch = next(c for c in comparisons if c.method == "welch")
+    assert f"| ±{format_number(welch.detectable)} |" in text
     assert "| new | new | 0 | ok | `new000000000` |" in text
 
 
@@ -277,15 +285,63 @@ def test_cli_compare_runs_then_reuses_records(tmp_path, capsys):
         "100",
         "--metrics",
         "nll/nll,elbo/elbo",
+        "--seeds",
+        "0,1",
+        "--executor",
+        "serial",
     ]
     assert main(args) == 0
     report = tmp_path / "results" / "compare" / "iwae-k2-vs-vae.md"
     first = report.read_text()
     records = {r.spec_hash: r for r in load_records(tmp_path / "results")}
-    assert len(records) == 4 and "3 comparisons" in first
+    assert len(records) == 4 and "**Primary endpoint**: `nll/nll`, `elbo/elbo`" in first
     assert "| elbo/elbo ↑ (nats) | vae |" in first and "Welch df=" in first
     assert "| nll/nll ↓ (nats) | vae |" in first and "B=100, 40 examples × 2 seeds" in first
     assert main(args) == 0
     assert report.read_text() == first
     assert {r.spec_hash: r for r in load_records(tmp_path / "results")} == records
     assert first in capsys.readouterr().out
+
+
+class RecordingExecutor:
+    """An executor stand-in: records the specs it is given and answers with synthetic records."""
+
+    def __init__(self):
+        self.specs = []
+
+    def map_runs(self, specs, options, *, on_event):
+        self.specs += list(specs)
+        rng = np.random.default_rng(len(self.specs))
+        example = np.linspace(70.0, 90.0, 30)
+        return [
+            nll_record(
+                spec.name,
+                spec.seed,
+                example + (0.5 if spec.name == "vae" else 0.0) + rng.normal(0, 0.2, 30),
+            )
+            for spec in specs
+        ]
+
+
+def test_cli_compare_declares_the_endpoint_and_runs_5_seeds_through_an_executor(
+    tmp_path, monkeypatch, capsys
+):
+    """Contract: without --seeds, compare runs 5 training seeds per side, all in one call of an
+    executor's `map_runs` (like a suite), declares the primary endpoint before running, and
+    reports the detectable difference of each primary test."""
+    executor = RecordingExecutor()
+    monkeypatch.setattr("benchmark.compare._compare_executor", lambda args: executor)
+    suite = write_suite(tmp_path / "tiny.yaml")
+    args = ["compare", "iwae-k2", "--against", "vae", "--suite", str(suite)]
+    args += ["--results", str(tmp_path / "results"), "--bootstrap-resamples", "50"]
+    assert main(args) == 0
+    seeds = sorted((s.name, s.seed) for s in executor.specs)
+    assert seeds == sorted((n, s) for n in ("iwae-k2", "vae") for s in range(5))
+    out = capsys.readouterr()
+    assert "primary endpoint: nll/nll; secondary:" in out.err.splitlines()[0]
+    assert "Training seeds per side: iwae-k2 5, vae 5" in out.out
+    row = next(
+        line for line in out.out.splitlines() if line.startswith("| nll/nll ↓ (nats) | vae |")
+    )
+    detectable = float(row.split(" | ")[5].lstrip("±"))
+    assert 0 < detectable < 1  # 5 seeds, spread about 0.04: a 0.5-nat difference is detectable

@@ -115,6 +115,28 @@ def fixture_records():
             model={"name": "cvae", "num_parameters": 1010, "conditions_on_labels": True},
         )
     )
+    # A model whose NLL is an upper bound its diagnostics do not trust (≤ and ⚠ with a note).
+    vq = make_record(value=-90.0, seed=0)
+    nll = Estimate(
+        88.0,
+        0.5,
+        360,
+        "nats",
+        False,
+        {"k": 100, "split": "test"},
+        kind="upper_bound",
+        warning="83% of examples have PSIS k-hat > 0.7",
+    )
+    records.append(
+        replace(
+            vq,
+            spec={**vq.spec, "name": "vq", "suite": "quick"},
+            spec_hash="vq0".ljust(64, "0"),
+            config_hash="vq".ljust(64, "1"),
+            model={"name": "vq_vae", "num_parameters": 2_500_000},
+            metrics={**vq.metrics, "nll": {"nll": nll, "iwae_bound": replace(nll, value=-88.0)}},
+        )
+    )
     return records + mnist_records()
 
 
@@ -225,13 +247,12 @@ def test_one_undefined_metric_is_na_with_its_reason_in_its_own_cell():
         },
     )
     text = render_leaderboard([defined, flow])
-    rows: dict[str, str] = {}
-    for line in text.splitlines():  # the elbo table comes first, then the cost table
-        if line.startswith("| "):
-            rows.setdefault(line.split(" | ")[0], line)
-    assert rows["| iaf"].endswith("| n/a |") and "-79.00" in rows["| iaf"]
-    assert "12.00" in rows["| vae"]
-    assert "n/a for iaf (kl): the flow posterior's KL has no per-dimension split." in text
+    details = text.split("<details><summary>elbo</summary>")[1].split("</details>")[0]
+    rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
+    assert rows["| iaf"].endswith("| n/a¹ |") and "-79.0" in rows["| iaf"]
+    assert "12.0" in rows["| vae"]
+    note = "- ¹ n/a for iaf (elbo/kl): the flow posterior's KL has no per-dimension split."
+    assert text.count(note) == 1
 
 
 def test_csv_marks_label_conditional_runs():
@@ -251,10 +272,10 @@ def test_leaderboard_without_records_says_how_to_make_them(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(-80.0, "-80.00"), (0.01234567, "0.01235"), (1234.5, "1234"), (None, "—"), (0.0, "0")],
+    [(-80.0, "-80.0"), (0.01234567, "0.0123"), (1234.5, "1230"), (None, "—"), (0.0, "0")],
 )
 def test_format_number(value, text):
-    """Property: four significant digits in plain notation."""
+    """Property: three significant digits in plain notation."""
     assert format_number(value) == text
 
 
@@ -273,12 +294,12 @@ def test_single_seed_interval_is_normal_from_stderr():
 
 def test_version_mismatch_flags_only_the_mixed_column():
     """Property: a column mixing metric versions is flagged; a single-version column is not."""
-    records = [r for r in fixture_records() if r.dataset["name"] == "digits"]
+    records = [r for r in fixture_records() if r.dataset.name == "digits" and r.name != "vq"]
     cells = aggregate(records)
     configs = sorted({config_key(r) for r in records})
     assert version_mismatches("nll", configs, cells, ["nll"]) == {"nll": ["1", "2"]}
     assert version_mismatches("elbo", configs, cells, ["elbo", "kl"]) == {}
-    vae_only = [c for c in configs if c.startswith("vae@")]
+    vae_only = [c for c in configs if c.run == "vae"]
     assert version_mismatches("nll", vae_only, cells, ["nll"]) == {}
 
 
@@ -324,3 +345,124 @@ def test_cli_leaderboard_filters(tmp_path, capsys):
     assert "Filtered to datasets linear_gaussian, mnist; models vae." in text
     assert "iwae-k5" not in text.split("## Literature")[0]
     assert "### Paper vs reproduced" in text and "| iwae-t1-mnist-L1-vae-k1 | secondary |" in text
+
+
+def test_each_section_opens_with_the_headline_and_no_quantity_has_two_names():
+    """Property (on the committed records): every dataset section's first table is the
+    headline, the per-family tables are folded, notes appear once per section, and no column
+    of `SAME_AS` (a second name for a quantity) is shown."""
+    from benchmark.leaderboard import SAME_AS, dataset_sections
+    from benchmark.records import load_records
+
+    records = load_records(Path(__file__).resolve().parents[1] / "results", strict=True)
+    text = render_leaderboard(records)
+    for section in text.split("\n## ")[1:]:
+        body = section.split("<details>")[0]
+        header = next(line for line in body.splitlines() if line.startswith("| "))
+        assert header.startswith("| model | params | test NLL") or "ELBO" in header
+        notes = [line for line in section.splitlines() if line.startswith("- ")]
+        assert len(notes) == len(set(notes))
+    shown = {
+        (detail.family, column.split(" ")[0])
+        for section in dataset_sections(records)
+        for detail in section.details
+        for column in detail.table.header
+    }
+    assert not shown & set(SAME_AS)
+    assert ("ais", "ais_nll") in shown and ("elbo", "kl") in shown
+
+
+def test_headline_shows_the_interval_only_where_it_matters_for_the_order():
+    """Property: in the sorting column, a row shows its 95% interval only when it overlaps a
+    neighbour's; well-separated rows show the bare value."""
+    from benchmark.leaderboard import SectionContext, headline_table
+
+    records = [r for r in fixture_records() if r.dataset.name == "mnist"]
+    table = headline_table(SectionContext.of(records))
+    assert [row[2].suffix for row in table.rows] == [" [83.6, 88.6]", "† (K=5000) [87.4, 88.6]"]
+    far = [
+        replace(r, metrics={"nll": {"nll": replace(r.metric("nll", "nll"), value=50.0)}})
+        if r.name == "vae"
+        else r
+        for r in records
+    ]
+    table = headline_table(SectionContext.of(far))
+    assert [row[2].suffix for row in table.rows] == ["† (K=5000)", ""]
+
+
+def test_warnings_and_bounds_are_marked_with_one_note_per_section():
+    """Contract: an Estimate's warning puts ⚠ and a numbered note (shown once though the cell
+    appears in the headline and the details), and an upper bound is prefixed ≤."""
+    text = render_leaderboard(fixture_records())
+    digits = text.split("## digits")[1].split("\n## ")[0]
+    assert digits.count("83% of examples have PSIS k-hat > 0.7") == 1
+    assert "| ≤ 88.0† ⚠¹ (K=100) [87.0, 89.0] |" in digits
+    assert "| ≤ 88.0 ± 0.50† ⚠¹" in digits
+    assert digits.count("- ≤ / ≥: the value is an upper / lower bound") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [
+        ({}, "committed"),
+        ({"results_dir": Path("scratch")}, "scratch"),
+        ({"filtered": True}, "results"),
+        ({"results_dir": Path("results"), "output": Path("x/board.md")}, "x"),
+    ],
+)
+def test_only_the_default_leaderboard_writes_the_committed_files(options, where):
+    """Property: the committed leaderboard.md/.csv/figures are targeted only with no options;
+    another results folder or a filtered view goes beside its records."""
+    from benchmark.leaderboard import leaderboard_paths
+
+    paths = leaderboard_paths(options.pop("results_dir", None), **options)
+    folder = {"committed": Path("."), "scratch": Path("scratch"), "results": Path("results")}
+    expected = folder.get(where, Path(where))
+    assert paths.markdown.parent == expected and paths.csv.parent == expected
+    assert paths.figures == expected / "figures"
+
+
+def test_cli_leaderboard_skips_bad_files_and_strict_fails(tmp_path, caplog, capsys):
+    """Contract: a bad record and a corrupt literature.yaml each cost one warning and the rest
+    is built (beside the records, with --html too); --strict fails with a one-line error."""
+    for record in fixture_records():
+        write_record(
+            record, record_path(tmp_path, record.name, record.dataset.name, record.spec_hash)
+        )
+    (tmp_path / "runs" / "digits" / "bad.json").write_text("[]")
+    (tmp_path / "literature.yaml").write_text("- {id: [unclosed")
+    with caplog.at_level("WARNING"):
+        assert main(["leaderboard", "--results", str(tmp_path), "--html"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "bad.json" in warnings[0] and "literature.yaml" in warnings[1]
+    assert (tmp_path / "leaderboard.md").is_file() and (tmp_path / "leaderboard.csv").is_file()
+    assert 'data-config="vq@vq111111"' in (tmp_path / "leaderboard.html").read_text()
+    assert main(["leaderboard", "--results", str(tmp_path), "--strict"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "bad.json" in error[0]
+
+
+def test_suite_with_results_dir_leaves_the_repository_leaderboard_alone(tmp_path, monkeypatch):
+    """Contract (issue 18, item 14): `suite --results DIR` writes its leaderboard beside DIR's
+    records and never the working folder's leaderboard.md, .csv or figures/. (The executor is
+    a stand-in that writes fixture records, so nothing trains.)"""
+
+    class WritingExecutor:
+        def map_runs(self, specs, options, *, on_event):
+            records = [r for r in fixture_records() if r.dataset.name == "mnist"]
+            for record in records:
+                path = record_path(options.results_dir, record.name, "mnist", record.spec_hash)
+                write_record(record, path)
+            return records
+
+    monkeypatch.setattr("benchmark.cli._executor", lambda args: WritingExecutor())
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    monkeypatch.chdir(repository)
+    scratch = tmp_path / "scratch"
+    assert main(["suite", "quick", "--results", str(scratch), "--no-progress"]) == 0
+    assert not {"leaderboard.md", "leaderboard.csv", "figures"} & {
+        p.name for p in repository.iterdir()
+    }
+    assert (scratch / "leaderboard.md").is_file() and (scratch / "leaderboard.csv").is_file()
+    assert (scratch / "figures" / "mnist-nll.png").is_file()

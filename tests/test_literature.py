@@ -80,8 +80,8 @@ def test_matching_rule_and_difference():
     assert ("iwae-static-mnist-L1-iwae-k5", None) in rows  # listed, not run yet
     assert rows[("iwae-static-mnist-L1-iwae-k5", None)].verdict == "not run"
     table = "\n".join(reproduction_table(entries, mnist_records()))
-    assert "| 1000 (K differs) | 1 of the paper's | 0.5600 [" in table
-    assert "| 5000 | 0.25 of the paper's | 1.240 [" in table
+    assert "| 1000 (K differs) | 1 of the paper's | 0.560 [" in table
+    assert "| 5000 | 0.25 of the paper's | 1.24 [" in table
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,66 @@ def test_mean_estimate_matches_numpy_and_names_bad_example():
     assert estimate.stderr == pytest.approx(np.std(values.numpy(), ddof=1) / 2)
     with pytest.raises(ValueError, match="example 2"):
         mean_estimate(torch.tensor([0.0, 1.0, math.nan]), unit="nats", higher_is_better=True)
+
+
+def test_sections_are_typed_and_old_records_still_load():
+    """Contract: every committed record (schema 1, written before the sections were typed and
+    before Estimate had kind/warning) loads; sections are dataclasses read by field, undeclared
+    keys kept in ``extra``, and a re-written record reads back equal."""
+    from pathlib import Path
+
+    from benchmark.records import ConfigKey, DatasetInfo, ModelInfo, Timings
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    records = load_records(results, strict=True)
+    assert len(records) >= 20
+    record = records[0]
+    assert isinstance(record.model, ModelInfo) and isinstance(record.dataset, DatasetInfo)
+    assert isinstance(record.timings, Timings) and record.timings.train > 0
+    assert record.model.num_parameters == record.model["num_parameters"] > 0
+    assert "eval_elbo" in record.timings.extra and "elbo" in record.timings.per_evaluator
+    assert all(
+        e.kind == "estimate" for r in records for f in r.metrics.values() for e in f.values()
+    )
+    assert record.config_key == ConfigKey(record.spec["name"], record.config_hash[:8])
+    assert str(record.config_key) == f"{record.spec['name']}@{record.config_hash[:8]}"
+    original = json.loads(json.dumps(record.to_dict()))
+    assert RunRecord.from_dict(original) == record
+    assert set(original["model"]) >= {"class", "name", "num_parameters"}
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("list.json", "[1, 2]"),
+        ("metrics.json", "METRICS_LIST"),
+        ("nameless.json", "NO_NAME"),
+        ("nan.json", "NAN"),
+        ("status.json", "STATUS"),
+        ("folder.json", None),
+        ("garbage.json", "{not json"),
+    ],
+)
+def test_a_bad_record_is_skipped_with_one_warning_naming_it(tmp_path, caplog, name, content):
+    """Property: a bad file among good records is skipped with one warning line naming it, and
+    `strict` raises a ValueError naming it instead."""
+    good = make_record()
+    write_record(good, record_path(tmp_path, "vae", "digits", good.spec_hash))
+    data = good.to_dict()
+    texts = {
+        "METRICS_LIST": json.dumps({**data, "metrics": [1]}),
+        "NO_NAME": json.dumps({**data, "spec": {"seed": 0}}),
+        "NAN": json.dumps({**data, "timings": {"train": math.nan}}),
+        "STATUS": json.dumps({**data, "status": "great"}),
+    }
+    bad = tmp_path / "runs" / "digits" / name
+    if content is None:
+        bad.mkdir()
+    else:
+        bad.write_text(texts.get(content, content))
+    with caplog.at_level("WARNING"):
+        assert load_records(tmp_path) == [good]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(bad) in warnings[0] and "\n" not in warnings[0]
+    with pytest.raises(ValueError, match=name):
+        load_records(tmp_path, strict=True)
