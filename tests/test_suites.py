@@ -1,4 +1,4 @@
-"""Contract tests over every shipped suite: each one loads and resolves, with or without a budget."""
+"""Contract tests over every shipped suite: each loads and resolves, with or without a budget."""
 
 import pytest
 
