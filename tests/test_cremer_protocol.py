@@ -120,7 +120,7 @@ def test_log_px_protocol(runs, protocol):
         assert ais.chains == number(r"(\d+) parallel chains", text)
         assert ais.steps == number(r"([\d,]+)\s+intermediate distributions by default", text)
         assert "linear schedule in run.py" in text and ais.schedule == "linear"
-        assert ais.leapfrog == number(r"(\d+) leapfrog steps", text)
+        assert ais.leapfrog_steps == number(r"(\d+) leapfrog steps", text)
         assert ais.step_size == number(r"initial step size ([\d.]+)", text)
         assert ais.target_accept == number(r"towards ([\d.]+)\s+acceptance", text)
         assert (ais.split, ais.num_examples) == (gaps.split, gaps.num_examples)
