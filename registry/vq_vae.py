@@ -288,24 +288,42 @@ class VQVAE(LatentVariableModel):
 
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         """Return Eq. 3 plus -log P(k); `kl_weight` is ignored (-log P(k) is not annealed)."""
-        q_z = self.encode(x)
-        reconstruction = self.log_likelihood(x, q_z.rsample())  # (B,)
-        log_prior = self.code_prior.log_prob(q_z.codes)  # (B,); codes carry no gradient
-        codebook = (q_z.z_e.detach() - q_z.z_q).pow(2).sum(-1)
-        commitment = (q_z.z_e - q_z.z_q.detach()).pow(2).sum(-1)
-        per_example = -reconstruction - log_prior + codebook + self.commitment_weight * commitment
-        terms = {
-            name: value.detach().mean()
-            for name, value in (
-                ("elbo", reconstruction + log_prior),
-                ("reconstruction", reconstruction),
-                ("kl", -log_prior),
-                ("codebook", codebook),
-                ("commitment", commitment),
-            )
-        }
-        terms["codes_used"] = float(q_z.codes.unique().numel())
+        per_example, terms, q_z = vq_objective(self, x)
+        terms["codes_used"] = codes_used(q_z.codes, len(self.codebook))
         return LossOutput(per_example.mean(), terms)
+
+
+def vq_objective(model, x: Tensor) -> tuple[Tensor, dict[str, Tensor], "CodePosterior"]:
+    """Return the per-example VQ-VAE loss (Eq. 3 plus -log P(k)), its logged terms and q(z|x).
+
+    Shared by every vector-quantised model: `model` supplies ``encode`` (a `CodePosterior`),
+    ``log_likelihood``, ``code_prior`` and ``commitment_weight``.
+    """
+    q_z = model.encode(x)
+    reconstruction = model.log_likelihood(x, q_z.rsample())  # (B,)
+    log_prior = model.code_prior.log_prob(q_z.codes)  # (B,); codes carry no gradient
+    codebook = (q_z.z_e.detach() - q_z.z_q).pow(2).sum(-1)
+    commitment = (q_z.z_e - q_z.z_q.detach()).pow(2).sum(-1)
+    per_example = -reconstruction - log_prior + codebook + model.commitment_weight * commitment
+    terms = {
+        name: value.detach().mean()
+        for name, value in (
+            ("elbo", reconstruction + log_prior),
+            ("reconstruction", reconstruction),
+            ("kl", -log_prior),
+            ("codebook", codebook),
+            ("commitment", commitment),
+        )
+    }
+    return per_example, terms, q_z
+
+
+def codes_used(codes: Tensor, codebook_size: int) -> Tensor:
+    """Return how many distinct codes of the codebook occur in `codes`, as a device tensor.
+
+    NOTE: a bincount, not ``unique().numel()``: the count stays on the device, with no host sync.
+    """
+    return torch.bincount(codes.flatten(), minlength=codebook_size).gt(0).sum().double()
 
 
 def _build(

@@ -45,8 +45,10 @@ from registry.vq_vae import (
     AutoregressiveCodePrior,
     CodePosterior,
     CodePrior,
+    codes_used,
     conv_decoder,
     conv_encoder,
+    vq_objective,
 )
 
 
@@ -260,25 +262,10 @@ class VQVAE2(LatentVariableModel):
 
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         """Return Eq. 3 of VQ-VAE at both levels plus -log P(k); `kl_weight` is ignored."""
-        q_z = self.encode(x)
-        reconstruction = self.log_likelihood(x, q_z.rsample())  # (B,)
-        log_prior = self.code_prior.log_prob(q_z.codes)  # (B,); codes carry no gradient
-        codebook = (q_z.z_e.detach() - q_z.z_q).pow(2).sum(-1)
-        commitment = (q_z.z_e - q_z.z_q.detach()).pow(2).sum(-1)
-        per_example = -reconstruction - log_prior + codebook + self.commitment_weight * commitment
-        terms = {
-            name: value.detach().mean()
-            for name, value in (
-                ("elbo", reconstruction + log_prior),
-                ("reconstruction", reconstruction),
-                ("kl", -log_prior),
-                ("codebook", codebook),
-                ("commitment", commitment),
-            )
-        }
+        per_example, terms, q_z = vq_objective(self, x)
         top, bottom = q_z.codes.split(list(self.positions), dim=-1)
-        terms["codes_used_top"] = float(top.unique().numel())
-        terms["codes_used_bottom"] = float(bottom.unique().numel())
+        terms["codes_used_top"] = codes_used(top, len(self.codebooks[0]))
+        terms["codes_used_bottom"] = codes_used(bottom, len(self.codebooks[1]))
         return LossOutput(per_example.mean(), terms)
 
 
