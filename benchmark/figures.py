@@ -11,6 +11,9 @@ One figure per dataset and kind, made only when the records of that dataset hold
   β, the model hyperparameter ``beta`` (or ``record.model.beta`` where the runner recorded
   it); runs with neither are left out;
 - ``disentanglement``: heatmap of the mean across seeds of every ``disentanglement`` score;
+- ``score-correlation``: Spearman rank correlation of every pair of ``disentanglement`` scores
+  across the runs (each seed one run), as in Locatello et al. (2019), Fig. 2; made from 3 runs
+  on; a score constant across the runs has no rank correlation and its cells stay blank;
 - ``training-curves``: the training loss of ``record.training.curve``, mean ± std across seeds;
 - ``learning-curve``: the test NLL of a fixed subset at the end of each pass of the schedule
   (``record.training.learning_curve``, e.g. iwae_table1), one line per seed, with the paper's
@@ -148,6 +151,22 @@ def disentanglement_scores(records: list[RunRecord]) -> pd.DataFrame:
     )
 
 
+def score_rank_correlations(records: list[RunRecord]) -> pd.DataFrame:
+    """Return the Spearman rank correlation of the disentanglement scores across runs and seeds.
+
+    Locatello et al. compare scores across trained models, so each (configuration, seed) is one
+    observation; averaging seeds first would hide the seed-to-seed variation they point out.
+    """
+    rows = [
+        {name: estimate.value for name, estimate in r.metrics.get("disentanglement", {}).items()}
+        for r in _ok(records)
+    ]
+    table = pd.DataFrame([row for row in rows if row]).dropna(axis=1)  # runs x scores
+    if len(table) < 3 or table.shape[1] < 2:
+        return pd.DataFrame()
+    return table.reindex(sorted(table.columns), axis=1).corr(method="spearman")
+
+
 def training_curve_points(records: list[RunRecord]) -> pd.DataFrame:
     """Return the recorded training loss: run, seed, step, loss (diverged runs included)."""
     labels = run_labels(records)
@@ -264,6 +283,12 @@ def _draw_disentanglement(ax: Axes, data: pd.DataFrame) -> None:
     ax.tick_params(axis="y", labelrotation=0)
 
 
+def _draw_score_correlation(ax: Axes, data: pd.DataFrame) -> None:
+    sns.heatmap(data, annot=True, fmt=".2f", cmap="vlag", vmin=-1, vmax=1, ax=ax)
+    ax.set(xlabel="score", ylabel="score")
+    ax.tick_params(axis="y", labelrotation=0)
+
+
 def _draw_training_curves(ax: Axes, data: pd.DataFrame) -> None:
     sns.lineplot(
         data=data,
@@ -283,6 +308,11 @@ KINDS: dict[str, tuple[str, FigureData, Callable[[Axes, pd.DataFrame], None]]] =
     "rate-distortion": ("Rate–distortion", rate_distortion_points, _draw_rate_distortion),
     "active-units": ("Active units against β", active_unit_points, _draw_active_units),
     "disentanglement": ("Disentanglement scores", disentanglement_scores, _draw_disentanglement),
+    "score-correlation": (
+        "Spearman rank correlation of the scores across runs",
+        score_rank_correlations,
+        _draw_score_correlation,
+    ),
     "training-curves": (
         "Training curves (mean ± std across seeds)",
         training_curve_points,

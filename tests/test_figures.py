@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from benchmark.figures import (
     active_unit_points,
@@ -13,6 +14,7 @@ from benchmark.figures import (
     planned_figures,
     rate_distortion_points,
     run_labels,
+    score_rank_correlations,
     training_curve_points,
     write_figures,
 )
@@ -112,6 +114,22 @@ def test_disentanglement_heatmap_is_mean_over_seeds():
     assert scores.loc["b4", "sap"] == pytest.approx(0.25)
 
 
+def test_score_rank_correlations_match_scipy_across_runs_and_seeds():
+    """Reference: each cell is scipy's Spearman rho over the (run, seed) observations."""
+    records = dsprites_records()
+    scores = [[0.1, 0.3, 0.5, 0.2], [0.05, 0.15, 0.25, 0.1]]
+    for record, value in zip(records, [0.7, 0.1, 0.4, 0.9]):
+        record.metrics["disentanglement"]["dci"] = Estimate(value, None, 1, "fraction", True)
+    scores.insert(0, [0.7, 0.1, 0.4, 0.9])
+    table = score_rank_correlations(records)
+    assert list(table.columns) == ["dci", "mig", "sap"]
+    for i, a in enumerate(table.columns):
+        for j, b in enumerate(table.columns):
+            assert table.loc[a, b] == pytest.approx(stats.spearmanr(scores[i], scores[j])[0])
+    assert table.loc["dci", "mig"] == pytest.approx(-0.6)  # ranks 3,1,2,4 vs 1,3,4,2
+    assert score_rank_correlations(records[:2]).empty  # two runs: no rank correlation
+
+
 def test_training_curves_include_diverged_runs():
     """Contract: every recorded curve point is plotted, including a diverged run's."""
     points = training_curve_points(nll_records() + dsprites_records())
@@ -137,6 +155,7 @@ def test_planned_figures_follow_the_data():
         ("dsprites", "rate-distortion"),
         ("dsprites", "active-units"),
         ("dsprites", "disentanglement"),
+        ("dsprites", "score-correlation"),
         ("dsprites", "training-curves"),
     }
     assert planned_figures([make_record()]) == []
