@@ -96,9 +96,7 @@ def elbo_terms(
     return log_likelihood.mean(0), kl
 
 
-def expected_log_likelihood(
-    model: "LatentVariableModel", x: Tensor, *, num_samples: int
-) -> Tensor:
+def expected_log_likelihood(model: "LatentVariableModel", x: Tensor, *, num_samples: int) -> Tensor:
     """Return the per-example reconstruction term E_q[log p(x|z)] alone, ``(B,)``.
 
     The first term of `elbo_terms`, for a model whose q(z|x) can be sampled but has no density,

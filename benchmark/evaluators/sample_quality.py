@@ -27,9 +27,9 @@ from benchmark.feature_networks import (
     load_or_train_feature_network,
 )
 from benchmark.images import check_image_shape, prior_samples
+from metrics.estimate import NotDefined
 from metrics.fid import extract_features, frechet_distance
 from metrics.kid import kernel_distance
-from metrics.estimate import NotDefined
 from metrics.precision_recall import precision, recall
 from registry.base import LatentVariableModel
 
