@@ -616,10 +616,15 @@ def detail_tables(context: SectionContext) -> list[Detail]:
             | {m for (_, f, m) in context.undefined if f == family and m}
         )
         metrics = [m for m in metrics if (family, m) not in SAME_AS]
+        # NOTE: a configuration whose every metric of the family is n/a (a `NotDefined` per
+        # metric, e.g. the CVAE's linear probe) keeps its row, so the reason is shown.
         configs = [
             c
             for c in context.configs
-            if any((c, family, m) in context.cells for m in metrics)
+            if any(
+                (c, family, m) in context.cells or (c, family, m) in context.undefined
+                for m in metrics
+            )
             or context.why_undefined(c, family, "") is not None
         ]
         if metrics and configs:

@@ -96,6 +96,23 @@ def elbo_terms(
     return log_likelihood.mean(0), kl
 
 
+def expected_log_likelihood(model: "LatentVariableModel", x: Tensor, *, num_samples: int) -> Tensor:
+    """Return the per-example reconstruction term E_q[log p(x|z)] alone, ``(B,)``.
+
+    The first term of `elbo_terms`, for a model whose q(z|x) can be sampled but has no density,
+    or that has no p(z) (the concrete autoencoder): it needs only draws z ~ q(z|x) and p(x|z).
+    `elbo_terms` gives the same term (on its own draws) wherever the KL is defined as well.
+
+    Args:
+        model: Any registered model.
+        x: Observations ``(B, *data_shape)``.
+        num_samples: Posterior draws for the expectation.
+    """
+    _check_positive_int("num_samples", num_samples)
+    z = model.encode(x).rsample((num_samples,))  # (K, B, D)
+    return model.log_likelihood(x, z).mean(0)
+
+
 def joint_log_density(model: "LatentVariableModel", x: Tensor, draws: "LatentDraws") -> Tensor:
     """Return log p(z) + log p(x|z) at the draws ``(k, B)``, reusing what the sampler computed.
 

@@ -260,12 +260,7 @@ class VQVAE(LatentVariableModel):
     def nearest_codes(self, z: Tensor) -> Tensor:
         """Return the nearest code's index at each position of ``z (..., P * E)``, ``(..., P)``."""
         vectors = z.unflatten(-1, (-1, self.embedding_dim))  # (..., P, E)
-        squared = (
-            vectors.pow(2).sum(-1, keepdim=True)
-            - 2 * vectors @ self.codebook.T
-            + self.codebook.pow(2).sum(-1)
-        )  # (..., P, N)
-        return squared.argmin(-1)
+        return nearest_code_indices(vectors, self.codebook)
 
     def code_vectors(self, codes: Tensor) -> Tensor:
         """Return the code vectors of grids ``(..., P)``, flattened to ``(..., P * E)``."""
@@ -316,6 +311,22 @@ def vq_objective(model, x: Tensor) -> tuple[Tensor, dict[str, Tensor], "CodePost
         )
     }
     return per_example, terms, q_z
+
+
+def nearest_code_indices(vectors: Tensor, codebook: Tensor) -> Tensor:
+    """Return the index of the code nearest to each vector (squared Euclidean distance).
+
+    Args:
+        vectors: Encoder outputs ``(..., P, E)``.
+        codebook: Code vectors ``(N, E)``.
+
+    Returns:
+        Indices ``(..., P)``; |v|^2 - 2 v.c + |c|^2 takes one matrix product per call.
+    """
+    squared = (
+        vectors.pow(2).sum(-1, keepdim=True) - 2 * vectors @ codebook.T + codebook.pow(2).sum(-1)
+    )  # (..., P, N)
+    return squared.argmin(-1)
 
 
 def codes_used(codes: Tensor, codebook_size: int) -> Tensor:

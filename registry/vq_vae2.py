@@ -48,6 +48,7 @@ from registry.vq_vae import (
     codes_used,
     conv_decoder,
     conv_encoder,
+    nearest_code_indices,
     vq_objective,
 )
 
@@ -209,15 +210,8 @@ class VQVAE2(LatentVariableModel):
 
     def nearest_codes(self, z: Tensor) -> Tensor:
         """Return each position's nearest code of its level, ``(..., P_top + P_bottom)``."""
-        codes = []
-        for vectors, codebook in zip(self._levels(z), self.codebooks, strict=True):
-            squared = (
-                vectors.pow(2).sum(-1, keepdim=True)
-                - 2 * vectors @ codebook.T
-                + codebook.pow(2).sum(-1)
-            )  # (..., P_level, N_level)
-            codes.append(squared.argmin(-1))
-        return torch.cat(codes, dim=-1)
+        levels = zip(self._levels(z), self.codebooks, strict=True)
+        return torch.cat([nearest_code_indices(v, codebook) for v, codebook in levels], dim=-1)
 
     def code_vectors(self, codes: Tensor) -> Tensor:
         """Return the code vectors of grids ``(..., P_top + P_bottom)``, flattened, ``(..., D)``."""
@@ -235,10 +229,7 @@ class VQVAE2(LatentVariableModel):
 
     def _quantised(self, z_e: Tensor, codebook: Tensor) -> Tensor:
         """Return the straight-through quantisation of ``z_e (B, P, E)`` in one codebook."""
-        squared = (
-            z_e.pow(2).sum(-1, keepdim=True) - 2 * z_e @ codebook.T + codebook.pow(2).sum(-1)
-        )  # (B, P, N)
-        return z_e + (codebook[squared.argmin(-1)] - z_e).detach()
+        return z_e + (codebook[nearest_code_indices(z_e, codebook)] - z_e).detach()
 
     def encode(self, x: Tensor) -> CodePosterior:
         self.check_input(x)

@@ -255,6 +255,33 @@ def test_one_undefined_metric_is_na_with_its_reason_in_its_own_cell():
     assert text.count(note) == 1
 
 
+def test_a_family_whose_only_metric_is_undefined_keeps_its_row():
+    """Contract: a run whose family reports its only metric as n/a (``linear_probe/…`` for the
+    CVAE, whose q(z|x, y) reads the label) gets a row with n/a and the reason, not no row."""
+    base = make_record(value=-80.0)
+    probe = Estimate(0.8, 0.01, 500, "fraction", True, {"num_labels": 100})
+    defined = replace(
+        base,
+        spec={**base.spec, "name": "vae"},
+        config_hash="a" * 64,
+        metrics={**base.metrics, "linear_probe": {"linear_probe_accuracy": probe}},
+    )
+    cvae = replace(
+        make_record(value=-79.0),
+        spec={**base.spec, "name": "cvae"},
+        spec_hash="f" * 64,
+        config_hash="b" * 64,
+        metrics={**base.metrics, "linear_probe": {}},
+        undefined_metrics={"linear_probe/linear_probe_accuracy": "q(z|x, y) takes the label."},
+    )
+    text = render_leaderboard([defined, cvae])
+    details = text.split("<details><summary>linear_probe</summary>")[1].split("</details>")[0]
+    rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
+    assert "0.800" in rows["| vae"]
+    assert rows["| cvae"].endswith("| n/a¹ |")
+    assert "n/a for cvae (linear_probe/linear_probe_accuracy): q(z|x, y) takes the label." in text
+
+
 def test_csv_marks_label_conditional_runs():
     """Contract: the long-format CSV says which rows are log p(x|y), so a reader filtering it
     does not rank a CVAE's conditional NLL against unconditional ones by accident."""

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from benchmark.datasets import create_dataset
-from benchmark.spec import TrainSpec
+from benchmark.runner import RunOptions, run_spec
+from benchmark.spec import TrainSpec, resolve_spec
 from benchmark.trainer import train
 from metrics.active_units import active_units
 from registry import create_model
@@ -66,3 +67,38 @@ def test_linear_vae_recovers_the_subspace_with_exactly_d_active_units():
     cosines = torch.linalg.svdvals(basis.T @ columns)
     assert (cosines > 0.99).all(), cosines
     assert model.log_noise_std.exp().item() == pytest.approx(0.05, rel=0.15)
+
+
+def test_image_and_label_metrics_are_na_with_their_reason_on_vector_data(tmp_path):
+    """Contract (issue 17, acceptance 3): a run on vectors without labels completes with the
+    metrics that are defined (ELBO, collapse diagnostics) and records the sample-quality and
+    linear-probe metrics as n/a with the reason, rather than failing or leaving them out."""
+    spec = resolve_spec(
+        {
+            "name": "vae-subspace",
+            "model": {"name": "vae", "latent_dim": 3, "likelihood": "gaussian"},
+            "dataset": {"name": "linear_subspace", "intrinsic_dim": 2, "data_dim": 6},
+            "train": {"steps": 5, "batch_size": 50, "kl_warmup_steps": 0},
+            "eval": {
+                "elbo": {"num_examples": 50},
+                "posterior_collapse": {"num_examples": 50},
+                "linear_probe": {"num_labels": 10},
+                "sample_quality": {"num_samples": 50},
+            },
+        }
+    )
+    options = RunOptions(
+        results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ckpt", progress=False
+    )
+    record = run_spec(spec, options)
+    assert record.status == "ok", record.failure
+    assert {"elbo", "mutual_information"} <= set(record.metrics["elbo"]) | set(
+        record.metrics["posterior_collapse"]
+    )
+    undefined = record.undefined_metrics
+    assert set(undefined) == {
+        "linear_probe/linear_probe_accuracy",
+        *(f"sample_quality/{name}" for name in ("fid", "kid", "precision", "recall")),
+    }
+    assert "no labels" in undefined["linear_probe/linear_probe_accuracy"]
+    assert "not images" in undefined["sample_quality/fid"]

@@ -10,6 +10,7 @@ from benchmark.datasets import create_dataset
 from benchmark.evaluators import get_evaluator
 from benchmark.evaluators.sample_quality import SampleQualityConfig, sample_quality
 from benchmark.feature_networks import FeatureNetworkSpec, load_or_train_feature_network
+from metrics.estimate import NotDefined
 from metrics.fid import extract_features, frechet_distance
 from metrics.kid import kernel_distance
 from metrics.precision_recall import precision, recall
@@ -140,15 +141,20 @@ def test_evaluator_is_registered_with_its_config_schema():
     assert evaluator.function is sample_quality and evaluator.config_type is SampleQualityConfig
 
 
-def test_evaluator_rejects_non_image_data_and_missing_inception_weights(
+def test_evaluator_is_not_defined_on_vectors_and_rejects_missing_inception_weights(
     digits, untrained_vae, monkeypatch
 ):
-    """Contract: vector data and an absent Inception weights file raise ValueError."""
+    """Contract: on vector data all four metrics are n/a with the reason (reports show it, the
+    run goes on); an absent Inception weights file raises ValueError."""
     flat = dataclasses.replace(
         digits, data_shape=(64,), splits={k: v.flatten(1) for k, v in digits.splits.items()}
     )
-    with pytest.raises(ValueError, match="image data"):
-        sample_quality(model=untrained_vae, dataset=flat, config=SampleQualityConfig(), seed=0)
+    vector_vae = create_model("vae", data_shape=(64,), latent_dim=2)
+    results = get_evaluator("sample_quality").function(
+        model=vector_vae, dataset=flat, config=SampleQualityConfig(), seed=0
+    )
+    assert set(results) == {"fid", "kid", "precision", "recall"}
+    assert all(isinstance(r, NotDefined) and "not images" in r.reason for r in results.values())
     monkeypatch.delenv("VAEBENCH_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(ValueError, match="VAEBENCH_INCEPTION_WEIGHTS"):
         sample_quality(

@@ -5,11 +5,14 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmark.datasets import create_dataset
+from benchmark.evaluators import get_evaluator
 from benchmark.runner import RunOptions, run_spec
 from benchmark.spec import TrainSpec, resolve_spec
 from benchmark.trainer import train
+from metrics.estimate import NotDefined
 from registry import create_model, list_models, resolve_hyperparameters
 from registry.base import LikelihoodUndefined
 from registry.trunks import Architecture
@@ -61,8 +64,9 @@ def test_random_selection_is_seeded_and_has_no_selector():
 
 
 def test_likelihood_metrics_are_not_defined(tmp_path):
-    """Contract: no prior, no density: a run records its reconstruction-free metrics (active
-    units, linear probe) and every p(z)-based metric as n/a with the reason."""
+    """Contract: no prior, no density: a run records the metrics that need only the code and
+    p(x|z) (reconstruction, active units, linear probe) and every p(z)-based one as n/a with the
+    reason."""
     spec = resolve_spec(
         {
             "name": "concrete",
@@ -82,13 +86,36 @@ def test_likelihood_metrics_are_not_defined(tmp_path):
     )
     record = run_spec(spec, options)
     assert record.status == "ok", record.failure
-    assert set(record.undefined_metrics) == {"elbo", "nll"}
+    assert set(record.undefined_metrics) == {"elbo/elbo", "elbo/kl", "nll"}
     assert all("no prior" in reason for reason in record.undefined_metrics.values())
-    assert set(record.metrics) == {"active_units", "linear_probe"}
+    assert set(record.metrics) == {"active_units", "elbo", "linear_probe"}
+    assert set(record.metrics["elbo"]) == {"reconstruction"}
     assert "samples" not in record.images and "reconstructions" in record.images
     model = create_model("concrete_autoencoder", data_shape=(1, 8, 8))
     with pytest.raises(LikelihoodUndefined, match="no prior"):
         model.prior()
+
+
+def test_reconstruction_is_reported_without_a_prior():
+    """Reference definition: the ``elbo`` evaluator reports E_q[log p(x|z)] of the concrete
+    autoencoder, which at test time is the Bernoulli log-likelihood of x under the decoder fed
+    the k selected pixels (computed here with `binary_cross_entropy_with_logits`), while ``elbo``
+    and ``kl`` are n/a with the model's reason."""
+    dataset = create_dataset("digits")
+    torch.manual_seed(0)
+    model = create_model("concrete_autoencoder", data_shape=dataset.data_shape, num_selected=8)
+    config = get_evaluator("elbo").config_type(num_examples=20, batch_size=7)
+    results = get_evaluator("elbo").function(model=model, dataset=dataset, config=config, seed=0)
+    x = dataset.evaluation_data("test")[:20].flatten(1)  # (20, 64)
+    with torch.no_grad():
+        logits = model.decoder(x[:, model.selected_features()])  # (20, 64)
+    expected = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)  # (20,)
+    reconstruction = results["reconstruction"]
+    assert reconstruction.value == pytest.approx(expected.mean().item(), rel=1e-5)
+    assert reconstruction.stderr == pytest.approx(expected.std().item() / math.sqrt(20), rel=1e-4)
+    assert reconstruction.n == 20 and reconstruction.higher_is_better is True
+    for name in ("elbo", "kl"):
+        assert isinstance(results[name], NotDefined) and "no prior" in results[name].reason
 
 
 def reconstruction_error(selection: str, seed: int) -> float:

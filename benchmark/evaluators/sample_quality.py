@@ -6,7 +6,8 @@ score samples. With ``decoder_output: sample`` the generated images are draws x 
 reference is the split as the model sees it (e.g. binarized), so like is compared with like.
 
 All four numbers use the same features of the same images, and each names its feature network
-(name, key, test accuracy): numbers from different feature networks are not comparable.
+(name, key, test accuracy): numbers from different feature networks are not comparable. On data
+that are not images (vectors such as the low-dimensional datasets) all four are `NotDefined`.
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ from benchmark.feature_networks import (
     load_or_train_feature_network,
 )
 from benchmark.images import check_image_shape, prior_samples
+from metrics.estimate import NotDefined
 from metrics.fid import extract_features, frechet_distance
 from metrics.kid import kernel_distance
 from metrics.precision_recall import precision, recall
@@ -87,7 +89,9 @@ def sample_quality(
     ``fid[lenet-b66b65983b62]``: numbers from different feature networks are not comparable, so
     the leaderboard must never put them in one column.
     """
-    check_image_shape(dataset.data_shape)
+    undefined = _undefined_reason(dataset)
+    if undefined is not None:
+        return {name: NotDefined(undefined) for name in ("fid", "kid", "precision", "recall")}
     # A dataset feature network not cached yet is trained here, with its own seed: forked, so
     # the samples below are the same whether or not it was cached.
     with torch.random.fork_rng(), torch.enable_grad():
@@ -130,6 +134,18 @@ def sample_quality(
         f"{name}[{feature_id}]": dataclasses.replace(e, params={**shared, **e.params})
         for name, e in results.items()
     }
+
+
+def _undefined_reason(dataset: Dataset) -> str | None:
+    try:
+        check_image_shape(dataset.data_shape)
+    except ValueError:
+        return (
+            f"dataset {dataset.name!r} holds vectors of shape {tuple(dataset.data_shape)}, not "
+            f"images, and FID, KID and precision/recall compare images in the features of an "
+            f"image network."
+        )
+    return None
 
 
 def _shared_params(network: FeatureNetwork) -> dict[str, Any]:
