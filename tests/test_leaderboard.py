@@ -22,7 +22,7 @@ from benchmark.leaderboard import (
     write_leaderboard,
 )
 from benchmark.literature import LITERATURE_FILE, load_literature
-from benchmark.records import record_path, write_record
+from benchmark.records import RunRecord, record_path, write_record
 from metrics.estimate import Estimate
 from tests.test_records import make_record
 
@@ -255,7 +255,7 @@ def test_one_undefined_metric_is_na_with_its_reason_in_its_own_cell():
     assert text.count(note) == 1
 
 
-def _warned(name: str, seed: int, warnings: dict[str, str]) -> "RunRecord":
+def _warned(name: str, seed: int, warnings: dict[str, str]) -> RunRecord:
     """A digits record of run `name` whose inference-gap metrics carry the given warnings."""
     base = make_record(seed=seed)
     gaps = {
