@@ -62,7 +62,8 @@ __all__ = ["Difference", "holm_adjust", "paired_bootstrap_difference", "welch_di
 NLL = ("nll", "nll")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)  # 5 training seeds per side: Welch with about 8 df
 PRIMARY = ("nll/nll",)
-SECONDARY = ("elbo/elbo", "active_units/active_units", "sample_quality/fid[*")
+# fid* matches every feature network's FID, e.g. fid[lenet-ab89def4f8ce]
+SECONDARY = ("elbo/elbo", "active_units/active_units", "sample_quality/fid*")
 # Estimator parameters that must agree before per-example values can be paired.
 PAIRING_KEYS = ("split", "num_examples", "seed", "eval_seed", "preprocessing", "k")
 welch_difference = welch_test  # the name earlier versions exported

@@ -14,7 +14,9 @@ as mean ± std across seeds (± the estimator's stderr for one seed), except the
 column). Marks come from the records, generically: an `Estimate` whose ``kind`` is a bound is
 prefixed ≤ (upper bound) or ≥ (lower bound); one with a ``warning`` carries ⚠ and a numbered
 note giving the reason. Notes (warnings, n/a reasons, †, ‡, §, mixed metric versions) appear
-once per section, under the headline table.
+once per section, under the headline table, one per distinct reason: warnings that differ only
+in their figures (one per seed, metric and run) share a note listing the runs and metrics it
+applies to with each run's figures (`Footnotes`); a cell's own text is in its HTML hover.
 
 Metric versions: an evaluator may record ``Estimate.params["version"]``; a column whose cells
 carry different versions marks them ⚠v… . Output depends only on the records, so regenerating
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,7 @@ SAME_AS: dict[tuple[str, str], str] = {
     ("ais", "ais_log_likelihood"): "−ais/ais_nll",
     ("nll", "iwae_bound"): "−nll/nll",
     ("nll", "elbo"): "elbo/elbo (the nll evaluator's own sample)",
+    ("nll", "nll_bits_per_dim"): "nll/nll / (D ln 2), in bits per dimension",
     ("posterior_collapse", "rate"): "elbo/kl",
     ("posterior_collapse", "kl_per_dim"): "elbo/kl (per dimension in its diagnostics)",
     ("posterior_collapse", "distortion"): "−elbo/reconstruction",
@@ -170,23 +174,99 @@ class DatasetSection:
     grids: tuple[Grid, ...]
 
 
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?!\w)")  # a figure inside a note's text
+
+
+@dataclass(frozen=True)
+class NoteUse:
+    """One cell a note applies to: the run, the metric (or family), and the note's own text."""
+
+    run: str
+    label: str  # "family/metric" or "family"
+    text: str
+
+
 class Footnotes:
-    """The notes of one section: each distinct text gets one numbered mark, listed once."""
+    """The notes of one section: each distinct reason gets one numbered mark, listed once.
+
+    Texts that differ only in their figures (e.g. "only 6% of q* stopped ..." for one seed and
+    "only 42% ..." for another) are one reason: the note prints the figures that vary as … and
+    lists the runs and metrics it applies to, with each run's figures in parentheses.
+    """
 
     def __init__(self) -> None:
-        self.numbered: dict[str, str] = {}
+        self.numbered: dict[str, str] = {}  # reason (text with its figures blanked) -> mark
+        self.uses: dict[str, list[NoteUse]] = defaultdict(list)
         self.fixed: set[str] = set()
 
-    def mark(self, text: str) -> str:
-        """Return the superscript number of `text`, adding it if new."""
-        if text not in self.numbered:
-            self.numbered[text] = str(len(self.numbered) + 1).translate(SUPERSCRIPTS)
-        return self.numbered[text]
+    def mark(self, text: str, *, run: str | None = None, label: str = "") -> str:
+        """Return the superscript number of `text`'s reason, adding it if new.
+
+        Args:
+            text: The note; a `run`'s figures in it may differ from another run's.
+            run: The run the marked cell belongs to, listed in the note; None for a note
+                that names what it applies to itself (its figures are then never blanked).
+            label: What of the run is marked: ``family/metric`` or ``family``.
+        """
+        reason = _NUMBER.sub("…", text) if run is not None else text
+        if reason not in self.numbered:
+            self.numbered[reason] = str(len(self.numbered) + 1).translate(SUPERSCRIPTS)
+        if run is not None:
+            self.uses[reason].append(NoteUse(run, label, text))
+        return self.numbered[reason]
 
     def lines(self) -> list[str]:
         order = [NOTE_SINGLE_SEED, NOTE_BOUNDS, NOTE_NOT_BOUND, NOTE_CONDITIONAL]
         fixed = [f"- {text}" for text in order if text in self.fixed]
-        return fixed + [f"- {mark} {text}" for text, mark in self.numbered.items()]
+        numbered = [
+            f"- {mark} {_grouped_note(self.uses[reason]) if self.uses[reason] else reason}"
+            for reason, mark in self.numbered.items()
+        ]
+        return fixed + numbered
+
+
+def _grouped_note(uses: list[NoteUse]) -> str:
+    """Return one reason's note: its text with the varying figures as …, then where it applies.
+
+    E.g. "only …% of q* stopped ... — inference_gaps/amortization_gap, elbo_q_star of iwae-k5
+    (2), vae (18, 42)": runs sharing the same marked metrics are listed together.
+    """
+    texts = [_NUMBER.split(use.text) for use in uses]  # [text, figure, text, figure, ..., text]
+    varying = {i for i in range(1, len(texts[0]), 2) if len({t[i] for t in texts}) > 1}
+    template = "".join("…" if i in varying else part for i, part in enumerate(texts[0]))
+    labels: dict[str, list[str]] = defaultdict(list)
+    figures: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+    for use, parts in zip(uses, texts, strict=True):
+        if use.label not in labels[use.run]:
+            labels[use.run].append(use.label)
+        figures[use.run].add(tuple(parts[i] for i in sorted(varying)))
+    runs_by_labels: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for run in sorted(labels):
+        runs_by_labels[tuple(sorted(labels[run]))].append(run + _figures(figures[run]))
+    where = "; ".join(
+        f"{_compact_labels(list(shared))} of {', '.join(runs)}"
+        for shared, runs in runs_by_labels.items()
+    )
+    return f"{template.rstrip(' .')} — {where}."
+
+
+def _figures(tuples: set[tuple[str, ...]]) -> str:
+    """Return a run's varying figures, e.g. " (18, 42)" or " (6.90, 19.4 / 6.88, 15.8)"."""
+    ordered = sorted((t for t in tuples if t), key=lambda t: [float(x) for x in t])
+    if not ordered:
+        return ""
+    separator = " / " if len(ordered[0]) > 1 else ", "
+    return f" ({separator.join(', '.join(t) for t in ordered)})"
+
+
+def _compact_labels(labels: list[str]) -> str:
+    """Return sorted labels, each family named once: "ais/is_nll, nll/ess, nll"."""
+    shown, family = [], None
+    for label in sorted(labels):
+        head, _, metric = label.partition("/")
+        shown.append(metric if head == family and metric else label)
+        family = head
+    return ", ".join(shown)
 
 
 def seed_interval(values: list[float], *, stderr: float | None) -> tuple[float, float] | None:
@@ -392,14 +472,15 @@ class SectionContext:
         return name
 
 
-def _marks(cell: Cell, notes: Footnotes, *, label: str) -> str:
+def _marks(cell: Cell, notes: Footnotes, *, run: str, label: str) -> str:
     """Return the marks after a value: † one seed, ⚠ + note per warning."""
     text = ""
     if cell.seeds == 1 and cell.spread is not None:
         notes.fixed.add(NOTE_SINGLE_SEED)
         text += "†"
-    for warning in cell.warnings:
-        text += " ⚠" + notes.mark(f"{label}: {warning}")
+    marks = [notes.mark(warning, run=run, label=label) for warning in cell.warnings]
+    for mark in dict.fromkeys(marks):  # seeds whose warnings differ only in figures: one mark
+        text += " ⚠" + mark
     return text
 
 
@@ -423,9 +504,11 @@ def _hover(cell: Cell, family: str, metric: str, group: list[RunRecord]) -> str:
         if cell.interval
         else ""
     )
+    warnings = "".join(f" Warning: {w}." for w in cell.warnings)  # the figures the note blanks
     return (
         f"{family}/{metric} ({cell.kind}, {cell.unit}): {format_number(cell.mean)}{spread}"
         f"{interval}, {cell.seeds} seed(s). Parameters: {params or 'none'}. Runs: {runs}."
+        f"{warnings}"
     )
 
 
@@ -538,7 +621,7 @@ def _headline_cell(
     shown_k = "" if k in (None, _column_k(context, quantity.family, metric)) else f" (K={k})"
     return TableCell(
         _value(cell, context.notes),
-        _marks(cell, context.notes, label=f"{quantity.family}/{metric} of {config.run}") + shown_k,
+        _marks(cell, context.notes, run=config.run, label=f"{quantity.family}/{metric}") + shown_k,
         bold=config in comparable and cell.mean == best,
         sort=cell.mean,
         title=_hover(cell, quantity.family, metric, context.group(config)),
@@ -554,7 +637,7 @@ def _missing_cell(
         reason, what = context.undefined.get((config, family, None)), family
     if reason is None:
         return TableCell("—")
-    mark = context.notes.mark(f"n/a for {config.run} ({what}): {reason}")
+    mark = context.notes.mark(f"n/a: {reason}", run=config.run, label=what)
     return TableCell("n/a", mark, title=reason)
 
 
@@ -674,7 +757,7 @@ def _detail_cell(
     if cell is None:
         return _missing_cell(context, config, family, metric)
     spread = f" ± {format_number(cell.spread, 2)}" if cell.spread is not None else ""
-    suffix = spread + _marks(cell, context.notes, label=f"{family}/{metric} of {config.run}")
+    suffix = spread + _marks(cell, context.notes, run=config.run, label=f"{family}/{metric}")
     if versions:
         mark = context.notes.mark(
             f"`{family}/{metric}` mixes metric versions {', '.join(versions)} "

@@ -345,3 +345,27 @@ def test_cli_compare_declares_the_endpoint_and_runs_5_seeds_through_an_executor(
     )
     detectable = float(row.split(" | ")[5].lstrip("±"))
     assert 0 < detectable < 1  # 5 seeds, spread about 0.04: a 0.5-nat difference is detectable
+
+
+def test_endpoints_are_declared_with_nll_primary_and_fid_of_any_network_secondary():
+    """Contract: by default the test NLL is the primary endpoint and ELBO, active units and the
+    FID of any feature network are secondary; other metrics are neither. `--metrics` makes its
+    patterns the primary family and takes them out of the secondary one."""
+    from benchmark.compare import Endpoints
+
+    default = Endpoints.declare(None)
+    roles = {
+        key: default.role(key)
+        for key in [
+            ("nll", "nll"),
+            ("elbo", "elbo"),
+            ("active_units", "active_units"),
+            ("sample_quality", "fid[lenet-ab89def4f8ce]"),
+            ("sample_quality", "kid[lenet-ab89def4f8ce]"),
+            ("nll", "iwae_bound"),
+        ]
+    }
+    assert list(roles.values()) == ["primary", *["secondary"] * 3, None, None]
+    chosen = Endpoints.declare(["elbo/elbo", "ais/*"])
+    assert chosen.role(("elbo", "elbo")) == chosen.role(("ais", "ais_nll")) == "primary"
+    assert chosen.role(("nll", "nll")) is None and "elbo/elbo" not in chosen.secondary

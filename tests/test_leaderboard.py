@@ -22,7 +22,7 @@ from benchmark.leaderboard import (
     write_leaderboard,
 )
 from benchmark.literature import LITERATURE_FILE, load_literature
-from benchmark.records import record_path, write_record
+from benchmark.records import RunRecord, record_path, write_record
 from metrics.estimate import Estimate
 from tests.test_records import make_record
 
@@ -251,7 +251,7 @@ def test_one_undefined_metric_is_na_with_its_reason_in_its_own_cell():
     rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
     assert rows["| iaf"].endswith("| n/a¹ |") and "-79.0" in rows["| iaf"]
     assert "12.0" in rows["| vae"]
-    note = "- ¹ n/a for iaf (elbo/kl): the flow posterior's KL has no per-dimension split."
+    note = "- ¹ n/a: the flow posterior's KL has no per-dimension split — elbo/kl of iaf."
     assert text.count(note) == 1
 
 
@@ -279,7 +279,50 @@ def test_a_family_whose_only_metric_is_undefined_keeps_its_row():
     rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
     assert "0.800" in rows["| vae"]
     assert rows["| cvae"].endswith("| n/a¹ |")
-    assert "n/a for cvae (linear_probe/linear_probe_accuracy): q(z|x, y) takes the label." in text
+    assert "- ¹ n/a: q(z|x, y) takes the label — linear_probe/linear_probe_accuracy of cvae." in text
+
+
+def _warned(name: str, seed: int, warnings: dict[str, str]) -> RunRecord:
+    """A digits record of run `name` whose inference-gap metrics carry the given warnings."""
+    base = make_record(seed=seed)
+    gaps = {
+        metric: Estimate(0.5, 0.1, 50, "nats", False, {"split": "train"}, warning=warning)
+        for metric, warning in warnings.items()
+    }
+    return replace(
+        base,
+        spec={**base.spec, "name": name},
+        spec_hash=f"{name}{seed}".ljust(64, "0"),
+        config_hash=name.ljust(64, "1"),
+        metrics={**base.metrics, "inference_gaps": gaps},
+    )
+
+
+def test_warnings_differing_only_in_figures_share_one_note_per_section():
+    """Property: one note per distinct reason, not per seed, metric and run. Warnings that
+    differ only in their figures get one mark and one note; the note blanks the figures that
+    vary (…), keeps those that do not (max_steps = 2000), and lists the runs and metrics it
+    applies to with each run's figures; a different reason gets its own note."""
+    stopped = "only {}% of q* stopped (the rest hit max_steps = 2000)"
+    both = ("amortization_gap", "elbo_q_star")
+    records = [
+        _warned("vae", 0, dict.fromkeys(both, stopped.format(18))),
+        _warned("vae", 1, dict.fromkeys(both, stopped.format(42))),
+        _warned("iwae", 0, {"amortization_gap": stopped.format(2), "elbo_q_star": "diverged"}),
+        _warned("iwae", 1, {"amortization_gap": stopped.format(4), "elbo_q_star": "diverged"}),
+    ]
+    text = render_leaderboard(records)
+    notes = [line for line in text.splitlines() if line.startswith("- ")]
+    assert notes == [
+        "- ¹ only …% of q* stopped (the rest hit max_steps = 2000) — "
+        "inference_gaps/amortization_gap of iwae (2, 4); inference_gaps/amortization_gap, "
+        "elbo_q_star of vae (18, 42).",
+        "- ² diverged — inference_gaps/elbo_q_star of iwae.",
+    ]
+    details = text.split("<summary>inference_gaps</summary>")[1].split("</details>")[0]
+    rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
+    assert rows["| vae"].count("⚠¹") == 2 and "⚠²" not in rows["| vae"]
+    assert rows["| iwae"].count("⚠¹") == 1 and rows["| iwae"].count("⚠²") == 1
 
 
 def test_csv_marks_label_conditional_runs():
@@ -376,19 +419,39 @@ def test_cli_leaderboard_filters(tmp_path, capsys):
 
 def test_each_section_opens_with_the_headline_and_no_quantity_has_two_names():
     """Property (on the committed records): every dataset section's first table is the
-    headline, the per-family tables are folded, notes appear once per section, and no column
-    of `SAME_AS` (a second name for a quantity) is shown."""
+    headline, the per-family tables are folded, each reason is noted once per section (not once
+    per seed, metric and run), and no column of `SAME_AS` (a second name for a quantity) is
+    shown."""
     from benchmark.leaderboard import SAME_AS, dataset_sections
     from benchmark.records import load_records
 
+    def blank(text: str) -> str:  # the reason, its figures blanked as the notes do
+        return re.sub(r"(?<![\w.])\d+(\.\d+)?(?!\w)", "…", text)
+
     records = load_records(Path(__file__).resolve().parents[1] / "results", strict=True)
-    text = render_leaderboard(records)
+    text, warned = render_leaderboard(records).split("\n## Literature")[0], 0
     for section in text.split("\n## ")[1:]:
         body = section.split("<details>")[0]
         header = next(line for line in body.splitlines() if line.startswith("| "))
         assert header.startswith("| model | params | test NLL") or "ELBO" in header
-        notes = [line for line in section.splitlines() if line.startswith("- ")]
-        assert len(notes) == len(set(notes))
+        notes = [
+            blank(line[2:].lstrip("⁰¹²³⁴⁵⁶⁷⁸⁹ ").split(" — ")[0])
+            for line in section.splitlines()
+            if line.startswith("- ")
+        ]
+        dataset = section.split("\n")[0]
+        reasons = {
+            blank(e.warning).rstrip(" .")
+            for r in records
+            if r.dataset.name == dataset
+            for metrics in r.metrics.values()
+            for e in metrics.values()
+            if e.warning
+        }
+        warned += len(reasons)
+        for reason in reasons:
+            assert notes.count(reason) == 1, f"{dataset}: {reason!r} noted {notes.count(reason)}×"
+    assert warned, "the committed records carry no warning to group"
     shown = {
         (detail.family, column.split(" ")[0])
         for section in dataset_sections(records)
