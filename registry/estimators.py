@@ -52,7 +52,7 @@ def log_importance_weights(
         Tensor of shape ``(K, B)``, in the model's dtype.
     """
     chunks = iter_log_importance_weights(model, x, num_samples=num_samples, chunk_size=chunk_size)
-    return torch.cat(list(chunks), dim=0)  # (K, B)
+    return _concatenated(list(chunks))  # (K, B)
 
 
 def iter_log_importance_weights(
@@ -134,7 +134,12 @@ def joint_log_density(model: "LatentVariableModel", x: Tensor, draws: "LatentDra
     log_likelihood = [log_prob(model.decode(first), x)]
     with argument_validation(False):
         log_likelihood += [log_prob(model.decode(z_block), x) for z_block in others]
-    return log_prior + torch.cat(log_likelihood)  # (k, B)
+    return log_prior + _concatenated(log_likelihood)  # (k, B)
+
+
+def _concatenated(blocks: list[Tensor]) -> Tensor:
+    """Return the blocks concatenated along dim 0; a single block as it is (a training step's)."""
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
 def uses_base_likelihood(model: "LatentVariableModel") -> bool:
@@ -197,10 +202,81 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor, *, event_dims: int) -> Tensor:
         x: ``(B, *event)``, broadcast over the leading dims of `logits`.
         event_dims: Number of trailing event dims summed over.
     """
-    # NOTE: in place is autograd-safe: softplus's backward reads its input, not its output.
-    negative_terms = F.softplus(logits)  # (..., B, *event), written once and reused in place
-    negative_terms.addcmul_(logits, x, value=-1.0)
-    return -negative_terms.sum(dim=tuple(range(-event_dims, 0)))
+    if x.requires_grad:  # NOTE: `_BernoulliLogProb` differentiates in the logits only
+        negative_terms = F.softplus(logits)  # (..., B, *event)
+        return -negative_terms.addcmul_(logits, x, value=-1.0).sum(dim=tuple(range(-event_dims, 0)))
+    return _BernoulliLogProb.apply(logits, x, event_dims)
+
+
+class _BernoulliLogProb(torch.autograd.Function):
+    """`bernoulli_log_prob` with a backward pass of two passes over the logits instead of four.
+
+    NOTE: the backward computes what autograd computes through the forward's operations, in the
+    same floating-point operations (softplus's derivative, then minus the upstream gradient
+    times x), so the gradients are the same bits; it only skips autograd's intermediate tensors
+    (x times -1, the gradient through ``addcmul_``, and their sum).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, x: Tensor, event_dims: int) -> Tensor:
+        negative_terms = F.softplus(logits)  # (..., B, *event), written once and reused in place
+        negative_terms.addcmul_(logits, x, value=-1.0)
+        ctx.save_for_backward(logits, x)
+        ctx.event_dims = event_dims
+        return -negative_terms.sum(dim=tuple(range(-event_dims, 0)))  # (..., B)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        logits, x = ctx.saved_tensors
+        # d/dl of -(softplus(l) - l x) is -g softplus'(l) + g x, with g the upstream gradient
+        minus_grad = (-grad).reshape(*grad.shape, *[1] * ctx.event_dims).expand_as(logits)
+        grad_logits = torch.ops.aten.softplus_backward(minus_grad, logits, 1.0, 20.0)
+        return grad_logits.addcmul_(minus_grad, x, value=-1.0), None, None
+
+
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
+
+
+def normal_log_prob(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    """Return log N(z; loc, diag(scale^2)), summed over the last dim.
+
+    The value of ``Independent(Normal(loc, scale), 1).log_prob(z)`` without building the
+    distribution (the trainer's hot path draws from q(z|x) every step).
+
+    NOTE: the operations of `torch.distributions.Normal.log_prob`, in its order, so values and
+    gradients are the same bits as through the distribution.
+
+    Args:
+        z: Points ``(..., B, D)``.
+        loc: Means ``(B, D)``, broadcast over the leading dims of `z`.
+        scale: Standard deviations ``(B, D)``, positive.
+    """
+    var = scale**2
+    return (-((z - loc) ** 2) / (2 * var) - scale.log() - _LOG_SQRT_2PI).sum(-1)  # (..., B)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """Return log N(z; 0, I), summed over the last dim: ``-z^2 / 2 - log sqrt(2 pi)`` per dim.
+
+    NOTE: `normal_log_prob` at loc 0 and scale 1, whose terms then are exact no-ops (z - 0,
+    division by 2 * 1, minus log 1), so the bits are those of the N(0, I) distribution's.
+    """
+    return (-(z**2) / 2 - _LOG_SQRT_2PI).sum(-1)  # (...,)
+
+
+def normal_kl_to_standard_normal(loc: Tensor, scale: Tensor) -> Tensor:
+    """Return KL(N(loc, diag(scale^2)) || N(0, I)), summed over the last dim.
+
+    ``0.5 (scale^2 + loc^2 - 1 - log scale^2)`` per dim (Kingma & Welling 2014, Appendix B),
+    in the operations of torch's registered Normal-Normal rule at a N(0, 1) second argument
+    (same bits).
+
+    Args:
+        loc: Means ``(..., D)``.
+        scale: Standard deviations ``(..., D)``, positive.
+    """
+    var_ratio = scale.pow(2)
+    return (0.5 * (var_ratio + loc.pow(2) - 1 - var_ratio.log())).sum(-1)  # (...,)
 
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
