@@ -245,7 +245,7 @@ def _optimisation_step(
 class _Window:
     """The loss terms of each step since the last read, held on the device until read.
 
-    NOTE: a step only keeps references to its detached 0-dim terms (no device operation at all);
+    NOTE: a step only keeps references to its detached 0-dim terms (it launches no kernel);
     `read` copies them to the host in one transfer and sums them there in float64, in step order,
     which is the same arithmetic as a float64 running sum on the device.
     """
@@ -275,7 +275,7 @@ class _Window:
         for row in rows:
             sums = [total + value for total, value in zip(sums, row, strict=True)]
         means = {key: total / len(rows) for key, total in zip(self.keys, sums, strict=True)}
-        self.rows, self.steps = [], []
+        self.keys, self.rows, self.steps = None, [], []
         return means, first_bad
 
     def _host_rows(self) -> list[list[float]]:

@@ -95,6 +95,8 @@ def bernoulli(key: int, probs: Tensor) -> Tensor:
     bits >>= 8  # (count,) 24-bit integers, exact in float32
     # NOTE: int64 < float compares in the float's dtype, where m < 2^24 is exact.
     return (bits.view(probs.shape) < probs * 2.0**24).to(probs.dtype)
+
+
 def permutation(key: int, n: int, device: torch.device | str = "cpu") -> Tensor:
     """Return a permutation of range(n) for `key`: the stable argsort of n hashed counters."""
     return torch.argsort(random_bits(key, n, device), stable=True)

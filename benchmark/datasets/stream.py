@@ -78,5 +78,7 @@ class TrainingStream:
                 # NOTE: `preprocess_batch`'s ``uniform < x``, without forming the uniforms
                 x = counter_rng.bernoulli(key, x)
             else:
-                x = preprocess_batch(x, self.preprocessing, counter_rng.uniform(key, x.shape, x.device))
+                x = preprocess_batch(
+                    x, self.preprocessing, counter_rng.uniform(key, x.shape, x.device)
+                )
         return (x, self.labels[rows]) if self.labels is not None else x
