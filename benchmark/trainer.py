@@ -6,8 +6,8 @@ function of (seed, step) (`benchmark.datasets.stream`). A checkpoint stores the 
 optimizers, the global RNG state and the step, so a resumed run replays exactly the batches and
 noise of an uninterrupted one, and it loads onto any device.
 
-Speed: the step never waits for the host. Loss terms are summed on the device and read every
-``log_every`` steps; the divergence check reads a flag at the same moments. torch.distributions'
+Speed: the step never waits for the host. Loss terms stay on the device and are read every
+``log_every`` steps, in one transfer; the divergence check runs on them then. torch.distributions'
 argument validation checks the first step (bad data or parameters raise there, as anywhere) and is
 off after it: it scans every parameter tensor, and a non-finite loss is caught as divergence.
 """

@@ -36,7 +36,7 @@ class LossOutput:
     Attributes:
         loss: Scalar to minimise over the model's main parameters.
         terms: Scalar diagnostics (e.g. ``elbo``, ``kl``, ``reconstruction``) as detached
-            0-dim tensors: the trainer sums them on the device and reads them only at its
+            0-dim tensors: the trainer holds them on the device and reads them only at its
             logging steps, so a training step never waits for the host.
         auxiliary_loss: Scalar minimised over ``model.auxiliary_parameters()`` by a separate
             optimizer (e.g. FactorVAE's discriminator); None for most models.

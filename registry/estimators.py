@@ -238,13 +238,18 @@ class _BernoulliLogProb(torch.autograd.Function):
     (x times -1, the gradient through ``addcmul_``, and their sum).
     """
 
+    generate_vmap_rule = True  # torch.func transforms see plain torch operations
+
     @staticmethod
-    def forward(ctx, logits: Tensor, x: Tensor, event_dims: int) -> Tensor:
+    def forward(logits: Tensor, x: Tensor, event_dims: int) -> Tensor:
         negative_terms = F.softplus(logits)  # (..., B, *event), written once and reused in place
         negative_terms.addcmul_(logits, x, value=-1.0)
-        ctx.save_for_backward(logits, x)
-        ctx.event_dims = event_dims
         return -negative_terms.sum(dim=tuple(range(-event_dims, 0)))  # (..., B)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor, int], output: Tensor) -> None:
+        logits, x, ctx.event_dims = inputs
+        ctx.save_for_backward(logits, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
