@@ -6,12 +6,13 @@ function of (seed, step) (`benchmark.datasets.stream`). A checkpoint stores the 
 optimizers, the global RNG state and the step, so a resumed run replays exactly the batches and
 noise of an uninterrupted one, and it loads onto any device.
 
-Speed: the step never waits for the host. Loss terms are summed on the device and read every
-``log_every`` steps; the divergence check reads a flag at the same moments. torch.distributions'
+Speed: the step never waits for the host. Loss terms stay on the device and are read every
+``log_every`` steps, in one transfer; the divergence check runs on them then. torch.distributions'
 argument validation checks the first step (bad data or parameters raise there, as anywhere) and is
 off after it: it scans every parameter tensor, and a non-finite loss is caught as divergence.
 """
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -221,12 +222,16 @@ def _optimisation_step(
 ) -> dict[str, Tensor]:
     output = loss_function(model, x, step, kl_weight(step, spec.kl_warmup_steps))
     losses = [output.loss] + ([output.auxiliary_loss] if output.auxiliary_loss is not None else [])
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    # NOTE: each loss reaches only its own optimizer's parameters (FactorVAE's discriminator).
-    for optimizer, loss in zip(optimizers, losses, strict=False):
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        loss.backward(inputs=params, retain_graph=loss is not losses[-1])
+    parameters = [[p for group in o.param_groups for p in group["params"]] for o in optimizers]
+    for params in parameters:
+        for p in params:
+            p.grad = None  # NOTE: `zero_grad(set_to_none=True)` without its profiler overhead
+    if len(optimizers) == 1:
+        output.loss.backward()  # every parameter the loss reaches is the optimizer's
+    else:
+        # NOTE: each loss reaches only its own optimizer's parameters (FactorVAE's discriminator).
+        for params, loss in zip(parameters, losses, strict=False):
+            loss.backward(inputs=params, retain_graph=loss is not losses[-1])
     if spec.grad_clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(optimizers[0].param_groups[0]["params"], spec.grad_clip_norm)
     for optimizer in optimizers:
@@ -238,34 +243,61 @@ def _optimisation_step(
 
 
 class _Window:
-    """Loss terms summed on the device since the last read, and the first non-finite step."""
+    """The loss terms of each step since the last read, held on the device until read.
+
+    NOTE: a step only keeps references to its detached 0-dim terms (it launches no kernel);
+    `read` copies them to the host in one transfer and sums them there in float64, in step order,
+    which is the same arithmetic as a float64 running sum on the device.
+    """
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.keys, self.count = device, None, 0
-        self.sums = torch.zeros(0, dtype=torch.float64, device=device)
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.device, self.keys = device, None
+        self.steps: list[int] = []
+        self.rows: list[list[Tensor | float]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
 
     def add(self, terms: dict[str, Tensor | float], step: int) -> None:
-        values = torch.stack(
-            [
-                torch.as_tensor(v, device=self.device).detach().double().reshape(())
-                for v in terms.values()
-            ]
-        )  # (T,)  fmt: skip
         if self.keys is None:
-            self.keys, self.sums = list(terms), torch.zeros_like(values)
-        bad = ~torch.isfinite(values[: 2 if "auxiliary_loss" in terms else 1]).all()
-        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
-        self.sums += values
-        self.count += 1
+            self.keys = list(terms)
+        self.rows.append([_kept(v) for v in terms.values()])
+        self.steps.append(step)
 
     def read(self) -> tuple[dict[str, float], int]:
         """Return the window's mean terms and first non-finite step (-1: none), then reset."""
-        sums, first_bad = self.sums.tolist(), int(self.first_bad)  # NOTE: the one host sync
-        means = {key: total / self.count for key, total in zip(self.keys, sums, strict=True)}
-        self.sums.zero_()
-        self.count = 0
+        rows = self._host_rows()  # NOTE: the one host sync
+        losses = [i for i, key in enumerate(self.keys) if key in ("loss", "auxiliary_loss")]
+        bad = (s for s, row in zip(self.steps, rows, strict=True) if not _finite(row, losses))
+        first_bad = next(bad, -1)
+        sums = [0.0] * len(self.keys)
+        for row in rows:
+            sums = [total + value for total, value in zip(sums, row, strict=True)]
+        means = {key: total / len(rows) for key, total in zip(self.keys, sums, strict=True)}
+        self.keys, self.rows, self.steps = None, [], []
         return means, first_bad
+
+    def _host_rows(self) -> list[list[float]]:
+        """Return the rows as Python floats (float32 terms widen exactly), in one transfer."""
+        flat = [torch.as_tensor(v, device=self.device).reshape(()) for r in self.rows for v in r]
+        if len({v.dtype for v in flat}) > 1:  # NOTE: stacking would round to a common dtype
+            flat = [v.to(torch.float64) for v in flat]
+        values = torch.stack(flat).to(torch.float64).tolist()  # (count x T,)
+        width = len(self.keys)
+        return [values[i : i + width] for i in range(0, len(values), width)]
+
+
+def _kept(value: Tensor | float) -> Tensor | float:
+    """Return a term to hold until the window is read: detached, and not a view of more memory."""
+    if not isinstance(value, Tensor):
+        return value
+    value = value.detach()
+    return value.clone() if value.untyped_storage().nbytes() > value.element_size() else value
+
+
+def _finite(row: list[float], indices: list[int]) -> bool:
+    return all(math.isfinite(row[i]) for i in indices)
 
 
 def _log_window(state: TrainState, window: _Window, lr: float) -> None:

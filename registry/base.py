@@ -21,6 +21,7 @@ blocks take the block's model with ``select(rows)`` and draw latents with ``samp
 unbound model, every other model, returns itself from ``select``, so the code path is the same.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -35,7 +36,7 @@ class LossOutput:
     Attributes:
         loss: Scalar to minimise over the model's main parameters.
         terms: Scalar diagnostics (e.g. ``elbo``, ``kl``, ``reconstruction``) as detached
-            0-dim tensors: the trainer sums them on the device and reads them only at its
+            0-dim tensors: the trainer holds them on the device and reads them only at its
             logging steps, so a training step never waits for the host.
         auxiliary_loss: Scalar minimised over ``model.auxiliary_parameters()`` by a separate
             optimizer (e.g. FactorVAE's discriminator); None for most models.
@@ -59,14 +60,16 @@ class LatentDraws:
         log_prior: log p(z) ``(K, B)``, or None.
         log_likelihood: log p(x|z) ``(K, B)``, or None.
         kl: KL(q(z|x) || p(z)) per example ``(B,)`` in closed form (summed per group for a
-            hierarchy, at the drawn upper groups), or None where no closed form is registered.
+            hierarchy, at the drawn upper groups), or None where no closed form is registered;
+            or a function of no arguments that returns it, so that the estimators that never
+            read it (the importance weights of a training step) do not compute it.
     """
 
     z: Tensor
     log_q: Tensor
     log_prior: Tensor | None = None
     log_likelihood: Tensor | None = None
-    kl: Tensor | None = None
+    kl: Tensor | Callable[[], Tensor] | None = None
 
 
 class LatentVariableModel(nn.Module):

@@ -25,9 +25,10 @@ class IWAE(VAE):
 
     def loss(self, x: Tensor, step: int, *, kl_weight: float = 1.0) -> LossOutput:
         # NOTE: KL warm-up has no clean meaning for L_k; `kl_weight` is accepted and ignored.
+        k = self.num_samples
         log_w = log_importance_weights(
-            self, x, num_samples=self.num_samples, chunk_size=self.num_samples
-        )  # (k, B)
+            self, x, num_samples=k, chunk_size=k, decode_rows=k * len(x)
+        )  # (k, B), decoded in one pass (see `joint_log_density`)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.num_samples)  # (B,)
         elbo = log_w.mean(0)
         terms = {"iwae_bound": bound.detach().mean(), "elbo": elbo.detach().mean()}

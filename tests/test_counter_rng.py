@@ -50,3 +50,20 @@ def test_stream_keys_depend_on_the_order_of_their_words():
     """Property: (seed, 1, 2) and (seed, 2, 1) are different streams; seeds above 2^32 fold."""
     assert counter_rng.stream_key(0, 1, 2) != counter_rng.stream_key(0, 2, 1)
     assert counter_rng.stream_key(2**40, 1) != counter_rng.stream_key(0, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_draws_are_uniforms_below_the_probabilities(dtype):
+    """Reference definition: counter_rng.bernoulli(key, p) is (uniform(key) < p), bit for bit,
+    also at probabilities on the 24-bit grid of the uniforms and next to it."""
+    key = counter_rng.stream_key(7, 2, 11)
+    u = counter_rng.uniform(key, (4000,)).to(dtype)
+    probs = u.clone()  # [:1000] p equal to its draw: never below it
+    probs[1000:2000] = torch.nextafter(u[1000:2000], torch.ones(1000, dtype=dtype))  # just above
+    probs[2000:3998] = torch.rand(1998, dtype=dtype)
+    probs[3998:] = torch.tensor([0.0, 1.0], dtype=dtype)
+    draws = counter_rng.bernoulli(key, probs)
+    assert draws.dtype == dtype
+    assert torch.equal(draws, (u < probs).to(dtype))
+    assert draws[:1000].sum() == 0 and draws[1000:2000].all()
+    assert torch.equal(counter_rng.bernoulli(key, probs), draws)  # the cached counters are intact

@@ -22,6 +22,9 @@ from registry.estimators import (
     log_importance_weights,
     log_mean_exp,
     log_prob,
+    normal_kl_to_standard_normal,
+    normal_log_prob,
+    standard_normal_log_prob,
     uses_base_likelihood,
 )
 from registry.trunks import Architecture
@@ -162,6 +165,76 @@ def test_bernoulli_log_prob_matches_scipy_and_torch():
     np.testing.assert_allclose(actual.numpy(), expected.sum(axis=(-1, -2)), rtol=1e-12)
     p = Independent(Bernoulli(logits=logits), 2)
     torch.testing.assert_close(log_prob(p, x), p.log_prob(x))
+
+
+def test_bernoulli_log_prob_gradient_is_the_autograd_one_bit_for_bit():
+    """Reference: the custom backward is autograd's through softplus(l) - l x, bit for bit, and
+    the closed form g (x - sigmoid(l))."""
+    torch.manual_seed(3)
+    logits = (torch.randn(4, 3, 1, 5, 5) * 6).requires_grad_()  # (K, B, *event), some saturated
+    x = torch.rand(3, 1, 5, 5).round()
+    upstream = torch.randn(4, 3)
+    (grad,) = torch.autograd.grad(bernoulli_log_prob(logits, x, event_dims=3), logits, upstream)
+    reference = -(torch.nn.functional.softplus(logits) - logits * x).sum(dim=(-3, -2, -1))
+    (expected,) = torch.autograd.grad(reference, logits, upstream)
+    assert torch.equal(grad, expected)
+    closed_form = upstream[..., None, None, None] * (x - torch.sigmoid(logits.detach()))
+    torch.testing.assert_close(grad, closed_form)
+    x.requires_grad_()  # a gradient in x too takes the plain autograd path
+    (grad_x,) = torch.autograd.grad(bernoulli_log_prob(logits, x, event_dims=3).sum(), x)
+    torch.testing.assert_close(grad_x, logits.detach().sum(0))
+
+
+def test_gaussian_densities_match_scipy_and_are_the_distributions_bits():
+    """Scipy reference: N(z; loc, scale) log-densities and the KL to N(0, I) (Kingma & Welling
+    2014, App. B); and the same bits, values and gradients, as through torch.distributions."""
+    torch.manual_seed(4)
+    loc = torch.randn(3, 5, requires_grad=True)  # (B, D)
+    scale = (torch.rand(3, 5) + 0.2).requires_grad_()
+    z = loc + scale * torch.randn(7, 3, 5)  # (K, B, D)
+    q = torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+    p = torch.distributions.Independent(
+        torch.distributions.Normal(torch.zeros(5), torch.ones(5)), 1
+    )
+    ours = (normal_log_prob(z, loc, scale), standard_normal_log_prob(z))
+    theirs = (q.log_prob(z), p.log_prob(z))
+    kl = (normal_kl_to_standard_normal(loc, scale), torch.distributions.kl_divergence(q, p))
+    for a, b in (*zip(ours, theirs, strict=True), kl):
+        assert torch.equal(a, b)
+        grads = [torch.autograd.grad(t.sum(), (loc, scale), retain_graph=True) for t in (a, b)]
+        assert all(torch.equal(g, h) for g, h in zip(*grads, strict=True))
+    zd, locd, scaled = (t.detach().double().numpy() for t in (z, loc, scale))
+    expected = scipy.stats.norm.logpdf(zd, locd, scaled).sum(-1)
+    np.testing.assert_allclose(ours[0].detach().numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        ours[1].detach().numpy(), scipy.stats.norm.logpdf(zd).sum(-1), rtol=1e-5
+    )
+    closed = 0.5 * (scaled**2 + locd**2 - 1 - np.log(scaled**2)).sum(-1)
+    np.testing.assert_allclose(kl[0].detach().numpy(), closed, rtol=1e-5)
+
+
+def test_the_vae_fast_draws_are_the_distributions_draws():
+    """Contract: without argument validation, VAE.draw_latents skips the distribution objects
+    and gives the same z, log q, KL and log p(z) bits as the base class's sampler."""
+    from torch.distributions import Distribution
+
+    from registry.base import LatentVariableModel
+
+    model = create_model("iwae", data_shape=(1, 4, 4), latent_dim=3, num_samples=4)
+    x = torch.rand(5, 1, 4, 4).round()
+    previous = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        torch.manual_seed(5)
+        fast = model.draw_latents(x, 4)
+        torch.manual_seed(5)
+        base = LatentVariableModel.draw_latents(model, x, 4)
+        assert callable(fast.kl) and not callable(base.kl)
+        assert torch.equal(fast.z, base.z) and torch.equal(fast.log_q, base.log_q)
+        assert torch.equal(fast.kl(), base.kl)
+        assert torch.equal(model.log_prior(fast.z), model.prior().log_prob(fast.z))
+    finally:
+        Distribution.set_default_validate_args(previous)
 
 
 def test_bernoulli_log_prob_is_exact_for_extreme_logits():

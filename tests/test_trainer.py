@@ -124,3 +124,23 @@ def test_existing_ok_record_is_reused_and_force_reruns(tmp_path):
     assert second == first
     forced = run_spec(spec, RunOptions(**{**options.__dict__, "force": True}))
     assert forced.timings != first.timings and forced.metrics == first.metrics
+
+
+def test_the_logging_window_sums_in_float64_and_checks_only_the_losses():
+    """Reference: the window's means are float64 sums of the steps' terms, in step order; a
+    non-finite diagnostic term is logged, a non-finite loss or auxiliary loss is divergence."""
+    from benchmark.trainer import _Window
+
+    window = _Window(torch.device("cpu"))
+    values = [0.1, 1e8, -1e8, 0.3]  # float64 sums keep the 0.1 and 0.3 beside +-1e8
+    for step, value in enumerate(values):
+        terms = {"loss": torch.tensor(value), "kl": torch.tensor(float("nan")), "n": 2.0}
+        window.add(terms | {"auxiliary_loss": torch.tensor(1.0)}, step)
+    means, first_bad = window.read()
+    assert first_bad == -1 and window.count == 0
+    expected = sum(float(torch.tensor(v)) for v in values) / len(values)
+    assert means["loss"] == expected and means["n"] == 2.0 and math.isnan(means["kl"])
+    for step in (7, 8, 9):
+        aux = float("inf") if step >= 8 else 0.0
+        window.add({"loss": torch.tensor(1.0), "auxiliary_loss": torch.tensor(aux)}, step)
+    assert window.read()[1] == 8

@@ -15,6 +15,9 @@ backend, and ``& 0xFFFFFFFF`` reduces it mod 2^32 (two's complement makes that r
 negative products too).
 """
 
+import functools
+import math
+
 import torch
 from torch import Tensor
 
@@ -23,21 +26,24 @@ _MASK32 = 0xFFFFFFFF
 _MULTIPLIERS = (0x7FEB352D, 0x846CA68B - 2**32)
 
 
-def _multiply_mod_2_32(x: Tensor | int, constant: int) -> Tensor | int:
-    """Return (x * constant) mod 2^32 for x in [0, 2^32) and |constant| < 2^31."""
-    return (x * constant) & _MASK32  # |x * constant| < 2^63: exact in int64
-
-
 def hash32(x: Tensor | int) -> Tensor | int:
     """Return lowbias32(x), elementwise for an int64 tensor, for values in [0, 2^32).
 
     The same operators serve Python ints, so keys are computed on the host without tensors.
     """
-    x = x ^ (x >> 16)
-    x = _multiply_mod_2_32(x, _MULTIPLIERS[0])
-    x = x ^ (x >> 15)
-    x = _multiply_mod_2_32(x, _MULTIPLIERS[1])
-    return x ^ (x >> 16)
+    return _lowbias32_(x.clone() if isinstance(x, Tensor) else x)
+
+
+def _lowbias32_(x: Tensor | int) -> Tensor | int:
+    """Return lowbias32(x), overwriting a tensor `x` (one buffer instead of one per operation)."""
+    x ^= x >> 16
+    x *= _MULTIPLIERS[0]
+    x &= _MASK32  # NOTE: |x * multiplier| < 2^63, exact in int64; this reduces it mod 2^32
+    x ^= x >> 15
+    x *= _MULTIPLIERS[1]
+    x &= _MASK32
+    x ^= x >> 16
+    return x
 
 
 def stream_key(seed: int, *words: int) -> int:
@@ -57,17 +63,38 @@ def random_bits(key: int, count: int, device: torch.device | str = "cpu") -> Ten
     Value i is lowbias32((key + i) mod 2^32): one hash round per value, since the key itself
     is already a hash of the seed and the counters (`stream_key`).
     """
-    index = torch.arange(count, dtype=torch.int64, device=device)
-    return hash32((index + key) & _MASK32)
+    x = _counters(count, torch.device(device)) + key  # (count,), a fresh buffer to hash in place
+    x &= _MASK32
+    return _lowbias32_(x)
+
+
+@functools.lru_cache(maxsize=4)
+def _counters(count: int, device: torch.device) -> Tensor:
+    """Return ``arange(count)`` (int64) on `device`, kept: every batch of a run hashes the same."""
+    return torch.arange(count, dtype=torch.int64, device=device)
 
 
 def uniform(key: int, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
     """Return float32 uniforms in [0, 1) of `shape`: 24 random bits each, exact in float32."""
-    count = 1
-    for side in shape:
-        count *= side
-    bits = random_bits(key, count, device) >> 8  # (count,) 24-bit integers
+    bits = random_bits(key, math.prod(shape), device) >> 8  # (count,) 24-bit integers
     return (bits.to(torch.float32) * 2.0**-24).reshape(shape)  # (*shape)
+
+
+def bernoulli(key: int, probs: Tensor) -> Tensor:
+    """Return ``(uniform(key, probs.shape) < probs)`` as 0/1 in the dtype of `probs`.
+
+    Bernoulli(probs) draws, the same bits as comparing with `uniform`, in fewer passes: the
+    24-bit integer m is compared with probs x 2^24 (m 2^-24 < p exactly when m < p 2^24, as both
+    scalings by a power of two are exact), so the uniforms are never formed.
+
+    Args:
+        key: The draw's key (`stream_key`).
+        probs: Probabilities in [0, 1], any shape, float32 or float64.
+    """
+    bits = random_bits(key, probs.numel(), probs.device)
+    bits >>= 8  # (count,) 24-bit integers, exact in float32
+    # NOTE: int64 < float compares in the float's dtype, where m < 2^24 is exact.
+    return (bits.view(probs.shape) < probs * 2.0**24).to(probs.dtype)
 
 
 def permutation(key: int, n: int, device: torch.device | str = "cpu") -> Tensor:

@@ -74,5 +74,11 @@ class TrainingStream:
         x = self.data[rows]  # (B, *data_shape)
         if self.resampled:
             key = counter_rng.stream_key(self.seed, _NOISE, step)
-            x = preprocess_batch(x, self.preprocessing, counter_rng.uniform(key, x.shape, x.device))
+            if self.preprocessing == "dynamic_binarization":
+                # NOTE: `preprocess_batch`'s ``uniform < x``, without forming the uniforms
+                x = counter_rng.bernoulli(key, x)
+            else:
+                x = preprocess_batch(
+                    x, self.preprocessing, counter_rng.uniform(key, x.shape, x.device)
+                )
         return (x, self.labels[rows]) if self.labels is not None else x
