@@ -208,7 +208,10 @@ def _compiled_step(model: LatentVariableModel, spec: TrainSpec):
 
     loss_function = lambda target, x, step, weight: target.loss(x, step, kl_weight=weight)  # noqa: E731
     if spec.compile:
-        loss_function = torch.compile(loss_function, dynamic=False)
+        # NOTE: dynamic=None lets dynamo make the step and the KL weight symbolic after their
+        # first change; dynamic=False specialised on every step value, hit the recompile limit
+        # (8) in the first steps and then ran eagerly.
+        loss_function = torch.compile(loss_function, dynamic=None)
     return step
 
 

@@ -144,3 +144,19 @@ def test_the_logging_window_sums_in_float64_and_checks_only_the_losses():
         aux = float("inf") if step >= 8 else 0.0
         window.add({"loss": torch.tensor(1.0), "auxiliary_loss": torch.tensor(aux)}, step)
     assert window.read()[1] == 8
+
+
+def test_compiled_training_compiles_a_bounded_number_of_graphs(digits):
+    """Property: with ``train.compile`` the loss is traced a few times, not once per step (the
+    step number and the warm-up's KL weight change every step and must not be specialised on;
+    past torch's recompile limit the step silently runs eagerly)."""
+    from dataclasses import replace
+
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = fresh_model(digits)
+    train(model, digits, replace(SPEC, steps=40, compile=True), seed=1, progress=False)
+    frames = counters["stats"]["unique_graphs"]
+    assert 1 <= frames <= 4, dict(counters["stats"])
