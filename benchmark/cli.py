@@ -6,6 +6,7 @@ vaebench suite NAME|FILE [--seeds 0,1] [--list] [--force] [--rerun-failed]
                [--executor local|serial|ray] [--workers N] [--start-method M]
                [--gpus 0,1] [--address ADDR] [--num-cpus C] [--num-gpus G]
 vaebench run-job --suite NAME --index I        (one job of a suite, e.g. a SLURM array task)
+vaebench progress NAME|FILE [--seeds 0,1] [--checkpoints DIR] [--results DIR] [--budget F]
 vaebench leaderboard [--results DIR] [--dataset NAMES] [--models NAMES] [--html] [--strict]
 vaebench compare NEW --against A,B --suite NAME|FILE [--seeds 0,1,2,3,4] [--metrics nll/nll]
 vaebench data download NAME [--data-root DIR]  (explicit; needs internet)
@@ -140,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(job)
     job.set_defaults(handler=cmd_run_job)
+
+    progress = commands.add_parser(
+        "progress", help="snapshot unfinished runs of a suite from their checkpoints"
+    )
+    progress.add_argument("suite")
+    progress.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+    progress.add_argument(
+        "--budget", type=float, help="the jobs of `suite --budget F` (their own checkpoints)"
+    )
+    progress.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
+    progress.add_argument("--results", type=Path, default=Path("results"))
+    progress.set_defaults(handler=cmd_progress)
 
     board = commands.add_parser(
         "leaderboard",
@@ -372,6 +385,24 @@ def cmd_run_job(args: argparse.Namespace) -> int:
     record = run_spec(runs[args.index], options)
     print_summary([record])
     return 0 if record.status == "ok" else 2
+
+
+def cmd_progress(args: argparse.Namespace) -> None:
+    from benchmark.progress import (
+        check_checkpoint_folder,
+        progress_line,
+        refresh_progress,
+        remove_finished_snapshots,
+    )
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite, seeds=args.seeds, budget=args.budget)
+    check_checkpoint_folder(args.checkpoints)
+    jobs = refresh_progress(suite.runs, checkpoint_dir=args.checkpoints, results_dir=args.results)
+    for job in jobs:
+        print(progress_line(job))
+    for path in remove_finished_snapshots(suite.name, args.results):
+        print(f"removed {path}: its run has a record", file=sys.stderr)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:

@@ -977,6 +977,7 @@ def render_leaderboard(
     images_link: str | None = None,
     literature: list | None = None,
     filters: str = "",
+    progress: tuple | list = (),
 ) -> str:
     """Return the whole leaderboard.md text for `records`.
 
@@ -987,6 +988,7 @@ def render_leaderboard(
             image paths lie; None links no per-run images.
         literature: Published results (`benchmark.literature.load_literature`); None omits them.
         filters: Human-readable description of the filters applied, for the header.
+        progress: Snapshots of unfinished runs (`benchmark.progress`), shown as in progress.
     """
     # NOTE: imported here because literature.py formats numbers with this module's helpers
     from benchmark.figures import planned_figures
@@ -998,7 +1000,7 @@ def render_leaderboard(
         shown = [f for f in figures if f.dataset == section.dataset]
         lines += section_markdown(section, shown, figures_link, images_link)
     if literature is not None:
-        lines += literature_section(literature, records)
+        lines += literature_section(literature, records, progress)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1088,7 +1090,7 @@ def write_leaderboard(
     """Load and filter records, then write the Markdown, the CSV, the figures (and the HTML).
 
     Args:
-        results_dir: Holds ``runs/`` and, if present, ``literature.yaml``.
+        results_dir: Holds ``runs/`` and, if present, ``literature.yaml`` and ``progress/``.
         output: The Markdown file; figures are linked relative to its folder.
         csv_output: The long-format CSV, one row per (record, metric).
         datasets: Dataset name patterns to keep (None: all).
@@ -1098,6 +1100,7 @@ def write_leaderboard(
         strict: Fail on a bad record or literature file instead of skipping it with a warning.
     """
     from benchmark.figures import write_figures
+    from benchmark.progress import filter_snapshots, load_progress
 
     records = load_records(results_dir, strict=strict)
     if not records:
@@ -1119,6 +1122,9 @@ def write_leaderboard(
         filters=filters,
         figures_link=Path(os.path.relpath(figures_dir, output.parent)).as_posix(),
         images_link=Path(os.path.relpath(results_dir, output.parent)).as_posix(),
+        progress=filter_snapshots(
+            load_progress(results_dir, strict=strict), datasets=datasets, models=models
+        ),
     )
     atomic_write_text(output, text)
     atomic_write_text(

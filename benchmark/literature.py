@@ -26,8 +26,17 @@ not part of the match either (the paper trained for 3,280 epochs); the "ours" co
 run so the reader can look its settings up. Published numbers without a row here (other
 datasets, models vaebench does not have, "Binary MNIST" rows whose binarization is not stated)
 are listed in the published-numbers table only.
+
+A configuration with no ok record but a progress snapshot (`benchmark.progress`: a run still
+training across sessions) matches by the same keys, read from the snapshot's resolved spec (the
+``eval`` settings of the evaluator stand for the estimate's params). Its row is ``in progress``,
+with the share of the paper's budget done and, as ours, the last pass-end probe: IS-NLL on a
+fixed test subset with the probe's k, not comparable with the paper's final estimate, so no
+difference is shown.
 """
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from statistics import mean, stdev
@@ -35,6 +44,7 @@ from typing import Any, Literal
 
 import yaml
 
+from benchmark.progress import ProgressSnapshot, format_percent, unfinished
 from benchmark.records import RunRecord
 
 LITERATURE_FILE = Path(__file__).resolve().parents[1] / "results" / "literature.yaml"
@@ -123,7 +133,9 @@ CORRESPONDENCES: tuple[Correspondence, ...] = (
     ),
 )
 REPRODUCED_WITHIN = 0.3  # nats: "reproduced" means |ours - paper| <= max(this, the paper's spread)
-Verdict = Literal["reproduced", "differs", "inconclusive", "reduced budget", "not run"]
+Verdict = Literal[
+    "reproduced", "differs", "inconclusive", "reduced budget", "in progress", "not run"
+]
 
 
 def load_literature(path: str | Path = LITERATURE_FILE) -> list[PublishedResult]:
@@ -233,6 +245,7 @@ class Reproduction:
     k: tuple[int | None, ...] = ()  # our importance-sample counts
     stderrs: tuple[float | None, ...] = ()  # each seed's standard error over test examples
     budget_fraction: float | None = None  # the smallest share of the paper's budget among seeds
+    in_progress: tuple[ProgressSnapshot, ...] = ()  # unfinished seeds, when no record matches
 
     @property
     def difference(self) -> float | None:
@@ -261,6 +274,7 @@ class Reproduction:
             self.difference_interval,
             self.budget_fraction,
             tolerance=max(REPRODUCED_WITHIN, self.published.value_sd or 0.0),
+            in_progress=bool(self.in_progress),
         )
 
 
@@ -270,10 +284,12 @@ def reproduction_verdict(
     budget_fraction: float | None,
     *,
     tolerance: float,
+    in_progress: bool = False,
 ) -> Verdict:
     """Return the verdict of one reproduced number.
 
-    - ``not run``: no record;
+    - ``in progress``: no record, but a run still training (a progress snapshot);
+    - ``not run``: no record and no run in progress;
     - ``reduced budget``: trained for less than the paper's budget (or with no protocol budget),
       so not yet comparable;
     - ``reproduced``: at full budget, |ours − paper| <= `tolerance` and the 95% CI of the
@@ -286,9 +302,10 @@ def reproduction_verdict(
         interval: The 95% CI of the difference, or None when it cannot be formed.
         budget_fraction: The smallest fraction of the paper's budget among our seeds.
         tolerance: Nats: 0.3, or the paper's own reported spread where that is larger.
+        in_progress: Whether an unfinished run of the configuration has a progress snapshot.
     """
     if difference is None:
-        return "not run"
+        return "in progress" if in_progress else "not run"
     if budget_fraction is None or budget_fraction < 1:
         return "reduced budget"
     low, high = interval if interval is not None else (difference, difference)
@@ -299,9 +316,15 @@ def reproduction_verdict(
     return "inconclusive"
 
 
-def reproductions(entries: list[PublishedResult], records: list[RunRecord]) -> list[Reproduction]:
-    """Pair every row of `CORRESPONDENCES` with the matching records, one item per configuration."""
+def reproductions(
+    entries: list[PublishedResult],
+    records: list[RunRecord],
+    progress: Sequence[ProgressSnapshot] = (),
+) -> list[Reproduction]:
+    """Pair every row of `CORRESPONDENCES` with the matching records, one item per configuration;
+    a row no record matches takes the matching unfinished runs of `progress` instead."""
     by_id = {e.id: e for e in entries}
+    progress = unfinished(list(progress), records)
     rows = []
     for c in CORRESPONDENCES:
         published = by_id.get(c.literature_id)
@@ -314,7 +337,46 @@ def reproductions(entries: list[PublishedResult], records: list[RunRecord]) -> l
         rows += [
             _reproduction(published, c, run, group) for (run, _), group in sorted(groups.items())
         ]
-        rows += [] if groups else [Reproduction(published, c, None)]
+        if not groups:
+            rows += _in_progress(published, c, progress)
+    return rows
+
+
+def progress_matches(
+    correspondence: Correspondence, snapshot: ProgressSnapshot, unit: str | None
+) -> bool:
+    """Return whether the unfinished run of `snapshot` is a reproduction of the published number
+    (the rule of `matches`, read from the snapshot's resolved spec)."""
+    c, spec = correspondence, snapshot.spec
+    model, dataset = spec.get("model", {}), spec.get("dataset", {})
+    evaluator = spec.get("eval", {}).get(c.family)
+    return (
+        isinstance(evaluator, dict)
+        and unit == "nats"  # NOTE: the probe is an IS-NLL in nats
+        and dataset.get("name") == c.dataset
+        and dataset.get("preprocessing") == c.preprocessing
+        and model.get("name") == c.model
+        and all(model.get(k) == v for k, v in c.model_settings.items())
+        and all(evaluator.get(k) == v for k, v in c.estimator.items())
+    )
+
+
+def _in_progress(
+    published: PublishedResult, c: Correspondence, progress: list[ProgressSnapshot]
+) -> list[Reproduction]:
+    """Return one in-progress item per matching configuration, or the ``not run`` item."""
+    groups: dict[tuple[str, str], list[ProgressSnapshot]] = {}
+    for snapshot in progress:
+        if progress_matches(c, snapshot, published.unit):
+            groups.setdefault((snapshot.name, snapshot.config_hash), []).append(snapshot)
+    if not groups:
+        return [Reproduction(published, c, None)]
+    rows = []
+    for (run, _), group in sorted(groups.items()):
+        ordered = tuple(sorted(group, key=lambda s: s.seed))
+        fractions = [s.budget_fraction for s in ordered]
+        budget = None if None in fractions else min(fractions)
+        rows.append(Reproduction(published, c, run, budget_fraction=budget, in_progress=ordered))
     return rows
 
 
@@ -335,14 +397,18 @@ def _reproduction(
     )
 
 
-def reproduction_table(entries: list[PublishedResult], records: list[RunRecord]) -> list[str]:
+def reproduction_table(
+    entries: list[PublishedResult],
+    records: list[RunRecord],
+    progress: Sequence[ProgressSnapshot] = (),
+) -> list[str]:
     """Render "paper vs reproduced": paper, ours (mean ± std), budget, ours − paper, verdict."""
     lines = [
         "| published | status | dataset · preprocessing | model | paper | K paper | ours (run) "
         "| seeds | K ours | budget | ours − paper [95% CI] | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in reproductions(entries, records):
+    for row in reproductions(entries, records, progress):
         lines.append("| " + " | ".join(_reproduction_cells(row)) + " |")
     return lines
 
@@ -363,6 +429,11 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
         fraction = row.budget_fraction
         budget = "no protocol" if fraction is None else f"{fraction:.3g} of the paper's"
         k_ours = "/".join(str(k) for k in row.k) + (" (K differs)" if row.k != (p.k,) else "")
+    elif row.in_progress:
+        ours = "; ".join(probe_text(s) for s in row.in_progress)
+        fraction = row.budget_fraction
+        done = f"{format_percent(fraction)} of the paper's, so far" if fraction is not None else ""
+        budget = done or "no protocol"
     model = f"{c.model} {settings}".strip()
     return [
         p.id,
@@ -372,7 +443,7 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
         f"{p.value} {p.unit}",
         str(p.k),
         ours,
-        str(len(row.values)),
+        str(len(row.values) or len(row.in_progress)),
         k_ours,
         budget,
         diff,
@@ -380,7 +451,40 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
     ]
 
 
-def literature_section(entries: list[PublishedResult], records: list[RunRecord]) -> list[str]:
+def probe_text(snapshot: ProgressSnapshot) -> str:
+    """Describe an unfinished run by its last pass-end probe, saying it is not the final estimate.
+
+    E.g. ``89.2 ± 0.8 at epoch 121, k = 1000 on 1,000 test images (probe, not the final K = 5000
+    estimate) (L1-vae-k1, seed 0)``.
+    """
+    run = f"({snapshot.name}, seed {snapshot.seed})"
+    probe = snapshot.last_probe
+    if probe is None:
+        return f"no pass-end probe yet, step {snapshot.step:,} {run}"
+    final_k = (snapshot.spec.get("eval", {}).get("nll") or {}).get("k")
+    final = f"the final K = {final_k} estimate" if final_k else "the final estimate"
+    return (
+        f"{value_with_stderr(probe['nll'], probe.get('nll_stderr'))} at epoch "
+        f"{probe['epoch']:g}, k = {probe['k']:g} on {probe['examples']:,} test images "
+        f"(probe, not {final}) {run}"
+    )
+
+
+def value_with_stderr(value: float, stderr: float | None) -> str:
+    """Format ``value ± stderr`` with the standard error to one significant digit."""
+    from benchmark.leaderboard import format_number
+
+    if not stderr or stderr <= 0:
+        return format_number(value)
+    decimals = max(0, -math.floor(math.log10(stderr)))
+    return f"{value:.{decimals}f} ± {stderr:.{decimals}f}"
+
+
+def literature_section(
+    entries: list[PublishedResult],
+    records: list[RunRecord],
+    progress: Sequence[ProgressSnapshot] = (),
+) -> list[str]:
     """Render the literature part: paper vs reproduced, then every published number."""
     return [
         "## Literature",
@@ -395,9 +499,13 @@ def literature_section(entries: list[PublishedResult], records: list[RunRecord])
         "the smallest share of the paper's training budget among our seeds. verdict: "
         "reproduced = at full budget within 0.3 nats (or the paper's own spread, if larger) "
         "with the CI reaching that band; differs = at full budget the CI lies outside it; "
-        "reduced budget = not yet comparable; inconclusive = neither.",
+        "reduced budget = not yet comparable; inconclusive = neither; in progress = no record "
+        "yet, but a run still training (`vaebench progress` snapshots its checkpoint): budget is "
+        "the share of the paper's budget done so far, and ours its last pass-end probe (IS-NLL "
+        "of a fixed test subset with the probe's k), which is not comparable with the paper's "
+        "final estimate.",
         "",
-        *reproduction_table(entries, records),
+        *reproduction_table(entries, records, progress),
         "",
         "### Published numbers",
         "",
