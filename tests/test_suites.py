@@ -15,3 +15,15 @@ def test_every_shipped_suite_resolves(name):
     if all(spec.train.paper_steps for spec in suite.runs):
         reduced = load_suite(name, budget=0.5)
         assert all(r.train.steps == round(0.5 * r.train.paper_steps) for r in reduced.runs)
+
+
+def test_dsprites_runs_share_the_study_architecture():
+    """Contract: every method of the dsprites grid has the study's conv encoder/decoder and 10
+    latents, so scores compare objectives, not networks (a run that left them to its model's
+    defaults got an MLP with 16 latents)."""
+    models = {spec.name: spec.model for spec in load_suite("dsprites").runs}
+    shapes = {
+        name: (model["latent_dim"], model["architecture"].trunk, model["architecture"].hidden)
+        for name, model in models.items()
+    }
+    assert set(shapes.values()) == {(10, "conv", (32, 32, 64, 64))}, shapes
