@@ -12,8 +12,9 @@ One figure per dataset and kind, made only when the records of that dataset hold
   it); runs with neither are left out;
 - ``disentanglement``: heatmap of the mean across seeds of every ``disentanglement`` score;
 - ``score-correlation``: Spearman rank correlation of every pair of the study's six
-  ``disentanglement`` scores (``STUDY_SCORES``) across the runs (each seed one run), as in Locatello et al. (2019), Fig. 2; made from 3 runs
-  on; a score constant across the runs has no rank correlation and its cells stay blank;
+  ``disentanglement`` scores (``STUDY_SCORES``) across the runs (each seed one run), as in
+  Locatello et al. (2019), Fig. 2; made from 3 runs on; a score constant across the runs has
+  no rank correlation and its cells stay blank;
 - ``training-curves``: the training loss of ``record.training.curve``, mean ± std across seeds;
 - ``learning-curve``: the test NLL of a fixed subset at the end of each pass of the schedule
   (``record.training.learning_curve``, e.g. iwae_table1), one line per seed, with the paper's

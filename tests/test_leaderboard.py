@@ -279,7 +279,8 @@ def test_a_family_whose_only_metric_is_undefined_keeps_its_row():
     rows = {line.split(" | ")[0]: line for line in details.splitlines() if line.startswith("| ")}
     assert "0.800" in rows["| vae"]
     assert rows["| cvae"].endswith("| n/a¹ |")
-    assert "- ¹ n/a: q(z|x, y) takes the label — linear_probe/linear_probe_accuracy of cvae." in text
+    note = "- ¹ n/a: q(z|x, y) takes the label — linear_probe/linear_probe_accuracy of cvae."
+    assert note in text
 
 
 def _warned(name: str, seed: int, warnings: dict[str, str]) -> RunRecord:
