@@ -16,7 +16,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from benchmark.datasets.stream import TrainingStream
 from benchmark.optimizers import create_optimizer, learning_rate, schedule_boundaries
 from benchmark.spec import TrainSpec
 from registry.base import LatentVariableModel
+from registry.estimators import argument_validation
 
 # A finite loss whose logging-window mean exceeds this many times the first window's (or 1,
 # whichever is larger) in magnitude has blown up: recorded as diverged, not trained on.
@@ -334,17 +334,6 @@ def _probe(model: LatentVariableModel, probe: CurveProbe, step: int, stream: Tra
 def _checkpoint_due(step: int, spec: TrainSpec, stop_after: int | None) -> bool:
     every = spec.checkpoint_every
     return (every > 0 and step % every == 0) or step == spec.steps or step == stop_after
-
-
-@contextmanager
-def argument_validation(enabled: bool):
-    """Set torch.distributions' default argument validation within the block, then restore it."""
-    previous = Distribution._validate_args
-    Distribution.set_default_validate_args(enabled)
-    try:
-        yield
-    finally:
-        Distribution.set_default_validate_args(previous)
 
 
 class CorruptCheckpoint(ValueError):
