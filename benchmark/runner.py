@@ -34,7 +34,7 @@ from benchmark.trainer import CorruptCheckpoint, Diverged, TrainState, resolve_d
 from metrics.estimate import Estimate, NotDefined, mean_estimate
 from metrics.nll import importance_sampled_log_likelihood
 from registry import create_model
-from registry.base import LatentVariableModel, LikelihoodUndefined
+from registry.base import LatentVariableModel, MetricUndefined
 
 log = logging.getLogger(__name__)
 
@@ -380,8 +380,8 @@ def evaluate(
 ) -> dict[str, dict[str, Estimate]]:
     """Run every evaluator of the spec on the trained model, timing each.
 
-    An evaluator whose quantity is not defined for this model (it raises
-    `LikelihoodUndefined`, e.g. AIS on discrete codes) is skipped, and its reason is put into
+    An evaluator whose quantity is not defined for this model (it raises `MetricUndefined`,
+    e.g. AIS on discrete codes) is skipped, and its reason is put into
     `undefined` under the evaluator's name, so reports show "n/a (reason)" instead of a number
     that means nothing. One metric of an evaluator that is not defined (a `NotDefined` in its
     results) goes into `undefined` as ``"evaluator/metric"``. When both ran, the BDMC gap
@@ -399,7 +399,7 @@ def evaluate(
             for metric, value in results.items():
                 if isinstance(value, NotDefined) and undefined is not None:
                     undefined[f"{name}/{metric}"] = value.reason
-        except LikelihoodUndefined as error:
+        except MetricUndefined as error:
             if undefined is None:
                 raise
             undefined[name] = error.reason

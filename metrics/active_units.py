@@ -13,6 +13,13 @@ mean over the flattened z; `latent_groups` (sizes of the groups, in the order of
 counts per layer. Burda et al. computed the second layer's means from one sampled z1; the
 hierarchical models here (`registry.hierarchical`) return an ancestral plug-in mean instead, each
 group's conditional mean at the upstream means.
+
+Quantised codes (VQ-VAE, VQ-VAE-2: ``point_mass_posterior``) have no active units: q(z|x) is a
+point mass, so "the posterior mean" is the encoder's output itself, and its scale is set by the
+codebook, not by a N(0, I) prior, so the threshold 0.01 does not separate used units from
+unused ones (the fashion_mnist VQ-VAE counted all 784 encoder outputs active). The metric raises
+`MetricUndefined` for them; the fraction of the codebook in use (``codes_used`` in the training
+log) is the collapse diagnostic of discrete codes.
 """
 
 from collections.abc import Sequence
@@ -23,7 +30,7 @@ from torch import Tensor
 
 from metrics.batching import row_blocks
 from metrics.estimate import Estimate, exact_value
-from registry.base import LatentVariableModel
+from registry.base import LatentVariableModel, MetricUndefined
 
 
 @torch.no_grad()
@@ -76,11 +83,21 @@ def active_units(
         latent_groups: Sizes of the latent layers in the order of z, for per-layer counts
             (e.g. ``[100, 50]``); None for a single layer.
 
+    Raises:
+        MetricUndefined: For a point-mass posterior (quantised codes), see the module doc.
+
     Returns:
         ``active_units`` with the per-unit activity and the active mask in its diagnostics,
         and, for several groups, ``active_units_group1``, ``active_units_group2``, ... in the
         order of `latent_groups`.
     """
+    if model.point_mass_posterior:
+        raise MetricUndefined(
+            f"active units threshold the variance of E_q[z] against a N(0, I) prior's scale, "
+            f"but {type(model).__name__}'s q(z|x) is a point mass on a code whose scale the "
+            f"codebook sets; its collapse diagnostic is the codebook usage (`codes_used` in the "
+            f"training log)."
+        )
     groups = _check_groups(latent_groups, model.latent_dim)
     activity = posterior_mean_activity(model, x, batch_size=batch_size)  # (D,)
     active = activity > threshold

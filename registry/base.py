@@ -82,6 +82,9 @@ class LatentVariableModel(nn.Module):
             likelihood metrics are still defined from the distributions, and the report flags it.
         continuous_latents: False when z is discrete; metrics that move z along gradients
             (AIS, local q* optimisation) then raise `LikelihoodUndefined`.
+        point_mass_posterior: True when q(z|x) puts all its mass on one code (VQ-VAE): the
+            active-units statistic, which thresholds how much E_q[z] varies against the unit
+            scale of a N(0, I) prior, then raises `MetricUndefined`.
         has_prior: False when the model defines no p(z) (the concrete autoencoder): its
             ``prior()`` raises `LikelihoodUndefined`, so every metric that needs p(z) (ELBO, NLL,
             AIS, BDMC, gaps, collapse diagnostics, samples) is n/a with that reason.
@@ -91,6 +94,7 @@ class LatentVariableModel(nn.Module):
 
     trains_on_likelihood_bound: bool = True
     continuous_latents: bool = True  # False for discrete codes (VQ-VAE): no gradients in z
+    point_mass_posterior: bool = False  # True for quantised codes: no active units
     has_prior: bool = True  # False: no p(z), so `prior()` raises `LikelihoodUndefined`
     # True for models of p(x|y) that the harness must train and score on (x, label) pairs.
     conditions_on_labels: bool = False
@@ -219,8 +223,8 @@ def standard_normal_prior(latent_dim: int, like: Tensor) -> Distribution:
     return torch.distributions.Independent(torch.distributions.Normal(loc, torch.ones_like(loc)), 1)
 
 
-class LikelihoodUndefined(Exception):  # noqa: N818  the name says what is undefined, not "Error"
-    """A likelihood quantity is not defined for this model.
+class MetricUndefined(Exception):  # noqa: N818  the name says what is undefined, not "Error"
+    """A metric is not defined for this model; the runner records it as n/a with the reason.
 
     Args:
         reason: One sentence naming the model and the cause, shown as "n/a (reason)" in reports.
@@ -229,6 +233,10 @@ class LikelihoodUndefined(Exception):  # noqa: N818  the name says what is undef
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class LikelihoodUndefined(MetricUndefined):
+    """A likelihood quantity (p(z), log p(x), a bound, a gradient in z) is not defined."""
 
 
 def require_continuous_latents(model: LatentVariableModel, *, metric: str) -> None:

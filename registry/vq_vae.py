@@ -31,6 +31,7 @@ paper's text [unverified].
 """
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -125,9 +126,18 @@ class AutoregressiveCodePrior(nn.Module):
         codes = torch.zeros(
             *shape, self.num_positions, dtype=torch.long, device=self.embed.weight.device
         )
-        for i in range(self.num_positions):
-            codes[..., i] = Categorical(logits=self.logits(codes)[..., i, :]).sample()
-        return codes
+        return sample_in_raster_order(self.logits, codes)
+
+
+def sample_in_raster_order(logits: Callable[[Tensor], Tensor], codes: Tensor) -> Tensor:
+    """Fill the code grids ``codes (..., P)`` in place, one position per pass, and return them.
+
+    `logits` maps grids ``(..., P)`` to ``(..., P, N)``; it must be autoregressive (a MADE), so
+    that position i's logits read only the codes before i, which are already drawn.
+    """
+    for i in range(codes.shape[-1]):
+        codes[..., i] = Categorical(logits=logits(codes)[..., i, :]).sample()
+    return codes
 
 
 class UniformCodePrior(nn.Module):
@@ -215,6 +225,7 @@ class VQVAE(LatentVariableModel):
     """
 
     continuous_latents = False
+    point_mass_posterior = True
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ from registry.vq_vae import (
     conv_decoder,
     conv_encoder,
     nearest_code_indices,
+    sample_in_raster_order,
     vq_objective,
 )
 
@@ -99,10 +100,7 @@ class ConditionalCodePrior(AutoregressiveCodePrior):
     def sample(self, context: Tensor) -> Tensor:
         """Draw bottom grids ``(..., P)`` given top grids ``context (..., P_top)``."""
         codes = context.new_zeros(*context.shape[:-1], self.num_positions)
-        for i in range(self.num_positions):
-            logits = self.logits(codes, context)[..., i, :]
-            codes[..., i] = Categorical(logits=logits).sample()
-        return codes
+        return sample_in_raster_order(lambda grids: self.logits(grids, context), codes)
 
 
 class TwoLevelCodePrior(nn.Module):
@@ -147,6 +145,7 @@ class VQVAE2(LatentVariableModel):
     """
 
     continuous_latents = False
+    point_mass_posterior = True
 
     def __init__(
         self,

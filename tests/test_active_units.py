@@ -9,6 +9,7 @@ from benchmark.evaluators import get_evaluator
 from benchmark.evaluators.inference import ActiveUnitsConfig
 from metrics.active_units import active_units, posterior_mean_activity
 from registry import create_model, list_models
+from registry.base import MetricUndefined
 
 DATA_DIM, LATENT_DIM = 8, 6
 
@@ -115,8 +116,26 @@ def test_every_model_gets_an_activity_per_unit(name):
         model = create_model(name, data_shape=(16,))
     x = torch.bernoulli(torch.full((20, *model.data_shape), 0.5))
     groups = getattr(model.eval(), "group_sizes", None)
+    if model.point_mass_posterior:  # quantised codes: n/a with the reason, checked below
+        with pytest.raises(MetricUndefined, match="point mass"):
+            active_units(model, x, threshold=0.01, batch_size=8, latent_groups=groups)
+        return
     results = active_units(model, x, threshold=0.01, batch_size=8, latent_groups=groups)
     activity = results["active_units"].diagnostics["activity"]
     assert len(activity) == model.latent_dim and min(activity) >= 0
     assert results["active_units"].value == sum(a > 0.01 for a in activity)
     assert sum(results["active_units"].diagnostics["per_group"]) == results["active_units"].value
+
+
+def test_quantised_codes_have_no_active_units_and_say_why():
+    """VQ-VAE's encoder outputs vary far above 0.01 only because the codebook sets their scale
+    (the fashion_mnist run counted 784 of 784 "active"), so the metric is n/a for point-mass
+    posteriors, naming the diagnostic that replaces it; Gaussian posteriors are unaffected."""
+    for name in ("vq_vae", "vq_vae2"):
+        assert create_model(name, data_shape=(1, 8, 8)).point_mass_posterior
+    assert not create_model("vae", data_shape=(1, 8, 8)).point_mass_posterior
+    model = create_model("vq_vae", data_shape=(1, 8, 8)).eval()
+    x = torch.bernoulli(torch.full((20, 1, 8, 8), 0.5))
+    with pytest.raises(MetricUndefined, match="codes_used") as error:
+        active_units(model, x, threshold=0.01, batch_size=8)
+    assert "VQVAE" in error.value.reason
