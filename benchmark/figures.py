@@ -19,7 +19,9 @@ One figure per dataset and kind, made only when the records of that dataset hold
 - ``learning-curve``: the test NLL of a fixed subset at the end of each pass of the schedule
   (``record.training.learning_curve``, e.g. iwae_table1), one line per seed, with the paper's
   final value as a dashed line where `benchmark.literature` matches the run to one; a
-  reduced-budget run then shows how far it is from convergence.
+  reduced-budget run then shows how far it is from convergence. Runs still training (progress
+  snapshots, `benchmark.progress`) are drawn too, labelled "in progress", so a protocol run's
+  curve is visible before its record exists, and a dataset with only such runs gets this figure.
 
 Drawing is deterministic, so regenerating from the same records rewrites the same bytes: figures
 are built on `matplotlib.figure.Figure` (Agg canvas, no pyplot state), error bars are standard
@@ -27,7 +29,7 @@ deviations (never a bootstrap), dots are not jittered, and the PNG carries no so
 """
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
 from benchmark.atomic import atomic_write_bytes
+from benchmark.progress import ProgressSnapshot, unfinished
 from benchmark.records import RunRecord
 
 STYLE = {"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100}
@@ -201,24 +204,35 @@ def training_curve_points(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "seed", "step", "loss"])
 
 
-def learning_curve_points(records: list[RunRecord]) -> pd.DataFrame:
-    """Return run, seed, epoch, nll of every learning-curve probe, and the paper's value."""
-    from benchmark.literature import CORRESPONDENCES, load_literature, matches
+def learning_curve_points(
+    records: list[RunRecord], progress: Sequence[ProgressSnapshot] = ()
+) -> pd.DataFrame:
+    """Return run, seed, epoch, nll of every learning-curve probe, and the paper's value, for
+    the records and for the runs still training in `progress` (labelled "in progress")."""
+    from benchmark.literature import CORRESPONDENCES, load_literature, matches, progress_matches
 
     published = {e.id: e for e in load_literature()}
-    labels = run_labels(records)
-    rows = []
-    for r in records:
-        paper = next(
+
+    def paper_value(matched: Callable[..., bool], run: object) -> float | None:
+        return next(
             (float(published[c.literature_id].value) for c in CORRESPONDENCES
-             if c.literature_id in published and matches(c, r, "nats")),
+             if c.literature_id in published and matched(c, run, "nats")),
             None,
         )  # fmt: skip
-        rows += [
-            {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
-             "nll": point["nll"], "paper": paper}
-            for point in r.training.learning_curve
-        ]  # fmt: skip
+
+    labels = run_labels(records)
+    rows = [
+        {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
+         "nll": point["nll"], "paper": paper_value(matches, r)}
+        for r in records
+        for point in r.training.learning_curve
+    ]  # fmt: skip
+    rows += [
+        {"run": f"{s.name} (in progress)", "seed": s.seed, "epoch": point["epoch"],
+         "nll": point["nll"], "paper": paper_value(progress_matches, s)}
+        for s in unfinished(list(progress), records)
+        for point in s.learning_curve
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper"])
 
 
@@ -319,7 +333,7 @@ def _draw_training_curves(ax: Axes, data: pd.DataFrame) -> None:
     ax.set(xlabel="step", ylabel="training loss")
 
 
-FigureData = Callable[[list[RunRecord]], pd.DataFrame]
+FigureData = Callable[..., pd.DataFrame]  # (records) or, for READS_PROGRESS, (records, progress)
 KINDS: dict[str, tuple[str, FigureData, Callable[[Axes, pd.DataFrame], None]]] = {
     "nll": ("Test NLL by model (dots: seeds; bar: mean ± std)", nll_points, _draw_nll),
     "rate-distortion": ("Rate–distortion", rate_distortion_points, _draw_rate_distortion),
@@ -343,39 +357,58 @@ KINDS: dict[str, tuple[str, FigureData, Callable[[Axes, pd.DataFrame], None]]] =
 }
 
 
-def planned_figures(records: list[RunRecord]) -> list[Figure]:
-    """Return the figures the records support, per dataset, without drawing anything."""
-    figures = []
-    for dataset in sorted({r.dataset.name for r in records}):
-        subset = [r for r in records if r.dataset.name == dataset]
-        figures += [
-            Figure(dataset, kind, title)
-            for kind, (title, data, _) in KINDS.items()
-            if not data(subset).empty
-        ]
-    return figures
+# Kinds that also draw unfinished runs (progress snapshots) beside the records.
+READS_PROGRESS = {"learning-curve"}
 
 
-def draw_figure(figure: Figure, records: list[RunRecord]) -> bytes:
+def figure_data(
+    kind: str, dataset: str, records: list[RunRecord], progress: Sequence[ProgressSnapshot]
+) -> pd.DataFrame:
+    """Return the data of figure `kind` for one dataset's records (and snapshots, if it reads
+    them)."""
+    data = KINDS[kind][1]
+    subset = [r for r in records if r.dataset.name == dataset]
+    if kind in READS_PROGRESS:
+        return data(subset, [s for s in progress if s.dataset == dataset])
+    return data(subset)
+
+
+def planned_figures(
+    records: list[RunRecord], progress: Sequence[ProgressSnapshot] = ()
+) -> list[Figure]:
+    """Return the figures the records (and snapshots) support, per dataset, drawing nothing."""
+    datasets = {r.dataset.name for r in records} | {s.dataset for s in progress}
+    return [
+        Figure(dataset, kind, title)
+        for dataset in sorted(datasets)
+        for kind, (title, _, _) in KINDS.items()
+        if not figure_data(kind, dataset, records, progress).empty
+    ]
+
+
+def draw_figure(
+    figure: Figure, records: list[RunRecord], progress: Sequence[ProgressSnapshot] = ()
+) -> bytes:
     """Draw one planned figure and return its PNG bytes."""
-    title, data, draw = KINDS[figure.kind]
-    subset = [r for r in records if r.dataset.name == figure.dataset]
+    title, _, draw = KINDS[figure.kind]
     with matplotlib.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig = MplFigure(figsize=(6.0, 3.6), layout="constrained")
         ax = fig.subplots()
-        draw(ax, data(subset))
+        draw(ax, figure_data(figure.kind, figure.dataset, records, progress))
         ax.set_title(f"{figure.dataset}: {title}")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata=PNG_METADATA)
     return buffer.getvalue()
 
 
-def write_figures(records: list[RunRecord], folder: str | Path) -> list[Path]:
+def write_figures(
+    records: list[RunRecord], folder: str | Path, progress: Sequence[ProgressSnapshot] = ()
+) -> list[Path]:
     """Draw every planned figure into `folder`, rewriting a file only when its bytes change."""
     paths = []
-    for figure in planned_figures(records):
+    for figure in planned_figures(records, progress):
         path = Path(folder) / figure.filename
-        data = draw_figure(figure, records)
+        data = draw_figure(figure, records, progress)
         if not path.is_file() or path.read_bytes() != data:
             atomic_write_bytes(path, data)
         paths.append(path)

@@ -995,12 +995,16 @@ def render_leaderboard(
     from benchmark.literature import literature_section
 
     lines = _header(records, filters)
-    figures = planned_figures(records) if figures_link is not None else []
+    figures = planned_figures(records, progress) if figures_link is not None else []
+    # NOTE: learning curves go under "Paper vs reproduced", where their dashed paper line
+    # belongs, and they also cover datasets that only have runs in progress.
+    curves = [f for f in figures if f.kind == "learning-curve"]
     for section in dataset_sections(records):
-        shown = [f for f in figures if f.dataset == section.dataset]
+        shown = [f for f in figures if f.dataset == section.dataset and f not in curves]
         lines += section_markdown(section, shown, figures_link, images_link)
     if literature is not None:
-        lines += literature_section(literature, records, progress)
+        links = [f"![{f.dataset}: {f.title}]({figures_link}/{f.filename})" for f in curves]
+        lines += literature_section(literature, records, progress, figure_links=links)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1111,7 +1115,10 @@ def write_leaderboard(
     records = filter_records(records, datasets=datasets, models=models)
     output = Path(output)
     figures_dir = Path(figures_dir) if figures_dir is not None else output.parent / "figures"
-    write_figures(records, figures_dir)
+    progress = filter_snapshots(
+        load_progress(results_dir, strict=strict), datasets=datasets, models=models
+    )
+    write_figures(records, figures_dir, progress)
     literature = load_literature_or_warn(results_dir, strict=strict)
     filters = "; ".join(
         f"{k} {', '.join(v)}" for k, v in (("datasets", datasets), ("models", models)) if v
@@ -1122,9 +1129,7 @@ def write_leaderboard(
         filters=filters,
         figures_link=Path(os.path.relpath(figures_dir, output.parent)).as_posix(),
         images_link=Path(os.path.relpath(results_dir, output.parent)).as_posix(),
-        progress=filter_snapshots(
-            load_progress(results_dir, strict=strict), datasets=datasets, models=models
-        ),
+        progress=progress,
     )
     atomic_write_text(output, text)
     atomic_write_text(

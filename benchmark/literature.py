@@ -321,8 +321,10 @@ def reproductions(
     records: list[RunRecord],
     progress: Sequence[ProgressSnapshot] = (),
 ) -> list[Reproduction]:
-    """Pair every row of `CORRESPONDENCES` with the matching records, one item per configuration;
-    a row no record matches takes the matching unfinished runs of `progress` instead."""
+    """Pair every row of `CORRESPONDENCES` with the matching records, one item per configuration,
+    and with the matching unfinished runs of `progress`, one item per configuration that has no
+    record yet (a full-protocol run still training beside finished reduced-budget runs of the
+    same model); a row that neither matches is ``not run``."""
     by_id = {e.id: e for e in entries}
     progress = unfinished(list(progress), records)
     rows = []
@@ -337,8 +339,8 @@ def reproductions(
         rows += [
             _reproduction(published, c, run, group) for (run, _), group in sorted(groups.items())
         ]
-        if not groups:
-            rows += _in_progress(published, c, progress)
+        training = _in_progress(published, c, progress, finished={h for _, h in groups})
+        rows += training if groups or training else [Reproduction(published, c, None)]
     return rows
 
 
@@ -362,15 +364,21 @@ def progress_matches(
 
 
 def _in_progress(
-    published: PublishedResult, c: Correspondence, progress: list[ProgressSnapshot]
+    published: PublishedResult,
+    c: Correspondence,
+    progress: list[ProgressSnapshot],
+    *,
+    finished: set[str],
 ) -> list[Reproduction]:
-    """Return one in-progress item per matching configuration, or the ``not run`` item."""
+    """Return one in-progress item per matching configuration (config hash) not in `finished`.
+
+    NOTE: a configuration with a record is shown by its record; a seed of it still training
+    waits for the record's next regeneration rather than splitting the row.
+    """
     groups: dict[tuple[str, str], list[ProgressSnapshot]] = {}
     for snapshot in progress:
-        if progress_matches(c, snapshot, published.unit):
+        if progress_matches(c, snapshot, published.unit) and snapshot.config_hash not in finished:
             groups.setdefault((snapshot.name, snapshot.config_hash), []).append(snapshot)
-    if not groups:
-        return [Reproduction(published, c, None)]
     rows = []
     for (run, _), group in sorted(groups.items()):
         ordered = tuple(sorted(group, key=lambda s: s.seed))
@@ -484,8 +492,11 @@ def literature_section(
     entries: list[PublishedResult],
     records: list[RunRecord],
     progress: Sequence[ProgressSnapshot] = (),
+    *,
+    figure_links: Sequence[str] = (),
 ) -> list[str]:
-    """Render the literature part: paper vs reproduced, then every published number."""
+    """Render the literature part: paper vs reproduced (with the learning-curve figures of
+    `figure_links`, Markdown image lines), then every published number."""
     return [
         "## Literature",
         "",
@@ -507,6 +518,7 @@ def literature_section(
         "",
         *reproduction_table(entries, records, progress),
         "",
+        *(line for link in figure_links for line in (link, "")),
         "### Published numbers",
         "",
         "From `results/literature.yaml`. status primary = read from the authors' own repository "

@@ -172,6 +172,30 @@ def test_leaderboard_row_of_a_run_in_progress():
     assert [(r.values, r.in_progress, r.verdict) for r in rows] == [((87.0,), (), "reduced budget")]
 
 
+def test_a_full_run_in_progress_keeps_its_row_beside_reduced_budget_records():
+    """Contract: a reduced-budget record of L1-vae-k1 (another config hash) does not hide the
+    full-protocol run still training: the row appears twice, reduced budget and in progress."""
+    from benchmark.suite import with_budget
+
+    full = table1_job()
+    snapshot = progress_snapshot(full, STATE, checkpoint_mtime=MTIME, git_commit=None)
+    short = with_budget(full, 0.004)
+    estimate = Estimate(96.0, 0.1, 10000, "nats", False, {"k": 5000, "split": "test"})
+    record = replace(
+        make_record(),
+        spec=short.to_dict(),
+        spec_hash=short.hash,
+        config_hash=short.config_hash,
+        dataset={"name": "mnist", "preprocessing": "dynamic_binarization"},
+        metrics={"nll": {"nll": estimate}},
+    )
+    rows = [r for r in reproductions(load_literature(), [record], [snapshot]) if r.run]
+    assert [(r.run, r.values, r.verdict) for r in rows] == [
+        ("L1-vae-k1", (96.0,), "reduced budget"),
+        ("L1-vae-k1", (), "in progress"),
+    ]
+
+
 def test_a_snapshot_of_another_configuration_does_not_match():
     """Property: a snapshot of IWAE k = 5 leaves the VAE k = 1 row not run."""
     spec = load_suite("iwae_table1", seeds=[0]).runs[4]  # L1-iwae-k5
@@ -227,3 +251,26 @@ def test_write_leaderboard_reads_the_snapshots_of_its_results_folder(tmp_path):
     write_leaderboard(results, board, tmp_path / "leaderboard.csv")
     (row,) = [line for line in board.read_text().splitlines() if "| in progress |" in line]
     assert row.startswith("| iwae-t1-mnist-L1-vae-k1 |") and "9.5 %" in row
+
+
+def test_learning_curve_figure_draws_runs_still_training():
+    """Contract: a dataset with only a run in progress gets the learning-curve figure, its
+    probes labelled in progress beside the paper's line, and the leaderboard embeds it under
+    "Paper vs reproduced" (not in a dataset section)."""
+    from benchmark.figures import learning_curve_points, planned_figures
+    from benchmark.leaderboard import render_leaderboard
+
+    snapshot = progress_snapshot(table1_job(), STATE, checkpoint_mtime=MTIME, git_commit=None)
+    data = learning_curve_points([], [snapshot])
+    assert set(data["run"]) == {"L1-vae-k1 (in progress)"}
+    assert data["epoch"].tolist() == [p["epoch"] for p in STATE["learning_curve"]]
+    assert set(data["paper"]) == {86.76}
+    (figure,) = planned_figures([make_record()], [snapshot])
+    assert (figure.dataset, figure.kind) == ("mnist", "learning-curve")
+    text = render_leaderboard(
+        [make_record()], literature=load_literature(), figures_link="figures", progress=[snapshot]
+    )
+    link = "![mnist: Test NLL at the end of each pass (dashed: the paper's final value)]"
+    assert text.count(link) == 1
+    assert text.index("### Paper vs reproduced") < text.index(link)
+    assert text.index(link) < text.index("### Published numbers")
