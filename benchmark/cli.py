@@ -3,7 +3,7 @@
 vaebench list models|datasets|suites|metrics [PATTERN]
 vaebench run SPEC.yaml [--seed N] [--set key=value ...]
 vaebench suite NAME|FILE [--seeds 0,1] [--list] [--force] [--rerun-failed]
-               [--executor local|serial|ray] [--workers N] [--start-method M]
+               [--executor local|serial|ray] [--workers N] [--threads T] [--start-method M]
                [--gpus 0,1] [--address ADDR] [--num-cpus C] [--num-gpus G]
 vaebench run-job --suite NAME --index I        (one job of a suite, e.g. a SLURM array task)
 vaebench progress NAME|FILE [--seeds 0,1] [--checkpoints DIR] [--results DIR] [--budget F]
@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--no-leaderboard", action="store_true")
     suite.add_argument("--executor", default="local", help="local (default), serial or ray")
     suite.add_argument("--workers", type=int, help="local: runs at once (default: CPU count)")
+    suite.add_argument(
+        "--threads",
+        type=int,
+        help="local: torch threads per run (default: $OMP_NUM_THREADS if set, else CPU count / "
+        "workers)",
+    )
     suite.add_argument(
         "--start-method",
         choices=["spawn", "forkserver"],
@@ -354,6 +360,7 @@ def _executor(args: argparse.Namespace):
 
     flags = {
         "workers": args.workers,
+        "threads_per_worker": args.threads,
         "start_method": args.start_method,
         "gpus": args.gpus,
         "address": args.address,

@@ -507,3 +507,19 @@ def test_calibration_is_measured_once_per_process(monkeypatch):
         assert runner.machine_calibration() is not runner.machine_calibration()  # copies
     finally:
         runner.use_calibration(previous)
+
+
+def test_threads_per_worker_follow_the_flag_then_omp_num_threads(monkeypatch):
+    """Contract: workers call torch.set_num_threads, so OMP_NUM_THREADS must set their count
+    (two jobs on two cores, one thread each); an explicit count wins, and without either the
+    cores are split between the workers."""
+    from benchmark.executors.local import LocalExecutor
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert LocalExecutor(workers=1).threads_per_worker == 3
+    assert LocalExecutor(workers=1, threads_per_worker=2).threads_per_worker == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    cpus = os.cpu_count() or 1
+    assert LocalExecutor(workers=1).threads_per_worker == cpus
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert LocalExecutor(workers=1).threads_per_worker == cpus

@@ -53,8 +53,9 @@ class LocalExecutor(Executor):
 
     Args:
         workers: Processes running at once; default: the CPU count.
-        threads_per_worker: torch intra-op threads in each worker; default: CPU count divided
-            by ``workers``, so that workers do not oversubscribe the cores.
+        threads_per_worker: torch intra-op threads in each worker; default: ``OMP_NUM_THREADS``
+            where it is set (workers call ``torch.set_num_threads``, which would override it),
+            else the CPU count divided by ``workers``, so workers do not oversubscribe the cores.
         max_attempts: Deaths of a run's own worker tolerated before it is recorded ``failed``.
         plugins: Plugin modules or files to import in each worker (the CLI's ``--plugin``);
             a spec's own ``plugins:`` are imported by `run_spec` anyway.
@@ -97,7 +98,8 @@ class LocalExecutor(Executor):
                 "(--gpus 0,0) to run two runs on it."
             )
         self.threads_per_worker = _positive(
-            "threads_per_worker", threads_per_worker or max(1, cpus // self.workers)
+            "threads_per_worker",
+            threads_per_worker or _omp_threads() or max(1, cpus // self.workers),
         )
         self.max_attempts = _positive("max_attempts", max_attempts)
         self.plugins = tuple(plugins)
@@ -232,6 +234,13 @@ _DEATH_DETAILS = (
     "a signal, or a crash in native code), so no Python traceback exists. Run it alone with "
     "`vaebench run-job --suite S --index I` to see how it dies."
 )
+
+
+def _omp_threads() -> int | None:
+    """Return ``$OMP_NUM_THREADS`` as a positive int, or None when unset or not one."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
 
 _STARTED: SimpleQueue | None = None  # set in each worker by `_start_worker`
 _GPU_SLOTS: SimpleQueue | None = None  # free GPUs of the pool, when it places runs on GPUs
