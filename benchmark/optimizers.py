@@ -40,14 +40,28 @@ class BurdaAdam(torch.optim.Optimizer):
             for state in states:
                 state["step"] = step
             beta1, beta2 = group["betas"]
-            size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-            grads = [p.grad for p in params]
-            m, v = [s["m"] for s in states], [s["v"] for s in states]
-            torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- β1 m + (1 - β1) g
-            torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, grads, grads, 1 - beta2)  # v <- β2 v + (1 - β2) g²
-            denominator = torch._foreach_add(torch._foreach_sqrt(v), group["eps"])
-            torch._foreach_addcdiv_(params, m, denominator, -size)  # descend: the loss is -bound
+            # NOTE: torch's fused Adam kernel (one pass over memory instead of six foreach
+            # passes, a fifth of an IWAE k = 1 step) computes p -= lr / (1 - β1^t) * m /
+            # (sqrt(v) / sqrt(1 - β2^t) + ε'); with ε' = ε / sqrt(1 - β2^t) that is the
+            # released p -= lr * sqrt(1 - β2^t) / (1 - β1^t) * m / (sqrt(v) + ε), rounded
+            # differently (a few ulp). m <- β1 m + (1 - β1) g and v <- β2 v + (1 - β2) g² as
+            # released; v starting at ones is only its state.
+            count = torch.tensor(float(step), device=params[0].device)  # exact below 2^24
+            torch._fused_adam_(
+                params,
+                [p.grad for p in params],
+                [s["m"] for s in states],
+                [s["v"] for s in states],
+                [],
+                [count] * len(params),  # the kernel reads t; it is advanced here, not by it
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=group["eps"] / math.sqrt(1 - beta2**step),
+                amsgrad=False,
+                maximize=False,
+            )
 
     def _state(self, p: Tensor) -> dict:
         state = self.state[p]

@@ -143,3 +143,37 @@ def test_the_output_bias_starts_at_the_logit_of_the_training_mean():
     model.initialize_from_data(x)
     expected = torch.logit(torch.tensor([1e-3, 0.5, 1 - 1e-3, 0.25]))
     torch.testing.assert_close(model.p_x[-1].bias.detach(), expected)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_fast_draws_are_the_distributions_bits(layers):
+    """Contract: without argument validation the sampler skips the distribution objects and
+    gives the same z, log q, log p(z), KL and loss gradients, bit for bit, as with them."""
+    from torch.distributions import Distribution
+
+    torch.manual_seed(0)
+    model = create_model("burda_iwae", data_shape=(1, 28, 28), stochastic_layers=layers,
+                         objective="iwae", num_samples=3)  # fmt: skip
+    x = torch.rand(4, 1, 28, 28).round()
+    previous = Distribution._validate_args
+    results = {}
+    try:
+        for validate in (True, False):
+            Distribution.set_default_validate_args(validate)
+            torch.manual_seed(1)
+            draws = model.draw_latents(x, 3)
+            model.zero_grad()
+            model.loss(x, 0).loss.backward()
+            grads = [p.grad.clone() for p in model.parameters()]
+            kl = draws.kl() if callable(draws.kl) else draws.kl
+            results[validate] = (draws, kl, grads)
+    finally:
+        Distribution.set_default_validate_args(previous)
+    (slow, slow_kl, slow_grads), (fast, fast_kl, fast_grads) = results[True], results[False]
+    assert slow.log_prior is None and fast.log_prior is not None
+    assert torch.equal(fast.z, slow.z) and torch.equal(fast.log_q, slow.log_q)
+    assert torch.equal(fast.log_prior, model.log_prior(slow.z))
+    assert (fast_kl is None) == (slow_kl is None) == (layers == 2)
+    if layers == 1:
+        assert torch.equal(fast_kl, slow_kl)
+    assert all(torch.equal(a, b) for a, b in zip(fast_grads, slow_grads, strict=True))
