@@ -94,7 +94,7 @@ def active_units(
     if model.point_mass_posterior:
         raise MetricUndefined(
             f"active units threshold the variance of E_q[z] against a N(0, I) prior's scale, "
-            f"but {type(model).__name__}'s q(z|x) is a point mass on a code whose scale the "
+            f"but {model.display_name}'s q(z|x) is a point mass on a code whose scale the "
             f"codebook sets; its collapse diagnostic is the codebook usage (`codes_used` in the "
             f"training log)."
         )

@@ -103,7 +103,7 @@ def require_local_posterior_family(model: LatentVariableModel, x: Tensor, family
         shown = ", ".join(accepted) if accepted else "none of them"
         raise LikelihoodUndefined(
             f"the inference gaps take q* from the family of the encoder (Cremer et al. 2018), "
-            f"but {type(model).__name__}'s q(z|x) is not in the {family!r} family of local "
+            f"but {model.display_name}'s q(z|x) is not in the {family!r} family of local "
             f"posteriors (families that contain it: {shown}), so L[q*] - L[q] would not be an "
             f"amortization gap."
         )

@@ -192,7 +192,7 @@ def posterior_collapse(
         results["kl_per_dim"] = _kl_per_dim_estimate(model, x, num_samples, batch_size, params)
     else:
         results["kl_per_dim"] = NotDefined(
-            f"{type(model).__name__}'s q(z|x) or p(z) is not a product of univariate factors, "
+            f"{model.display_name}'s q(z|x) or p(z) is not a product of univariate factors, "
             f"so the KL does not split into one term per latent dimension."
         )
     return results

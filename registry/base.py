@@ -72,6 +72,16 @@ class LatentDraws:
     kl: Tensor | Callable[[], Tensor] | None = None
 
 
+# The class attributes below that say what a model is; a view of a model (`registry.cvae`'s
+# model of p(x|y)) carries its model's.
+CAPABILITY_FLAGS = (
+    "trains_on_likelihood_bound",
+    "continuous_latents",
+    "point_mass_posterior",
+    "has_prior",
+)
+
+
 class LatentVariableModel(nn.Module):
     """Base class for registered models.
 
@@ -175,6 +185,11 @@ class LatentVariableModel(nn.Module):
         """
         return self
 
+    @property
+    def display_name(self) -> str:
+        """The model's name in n/a reasons and messages: its class name."""
+        return type(self).__name__
+
     def conditioned_on(self, y: Tensor) -> "LatentVariableModel":
         """Return the model of p(x|y) bound to labels ``y (B,)`` (label-conditional models)."""
         raise TypeError(
@@ -252,6 +267,6 @@ def require_continuous_latents(model: LatentVariableModel, *, metric: str) -> No
     """
     if not getattr(model, "continuous_latents", True):
         raise LikelihoodUndefined(
-            f"{metric} moves z along gradients of log p(x, z), but {type(model).__name__} has "
+            f"{metric} moves z along gradients of log p(x, z), but {model.display_name} has "
             f"discrete latent codes, so those gradients are zero almost everywhere."
         )

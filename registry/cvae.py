@@ -35,7 +35,13 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from registry._registry import register_model, register_model_preset
-from registry.base import LatentVariableModel, LossOutput, kl_to_prior, standard_normal_prior
+from registry.base import (
+    CAPABILITY_FLAGS,
+    LatentVariableModel,
+    LossOutput,
+    kl_to_prior,
+    standard_normal_prior,
+)
 from registry.hierarchical import diagonal_normal
 from registry.likelihoods import create_likelihood
 from registry.trunks import Architecture, build_decoder, build_encoder, gaussian_head
@@ -153,6 +159,14 @@ class ConditionedVAE(LatentVariableModel):
     def __init__(self, model: ConditionalVAE, condition: Tensor) -> None:
         super().__init__(model.data_shape, model.latent_dim)
         self.model, self.condition = model, condition
+        # NOTE: metrics read these flags on the view: an evidential CVAE's discrete z must make
+        # AIS n/a here too, not fail on its one-hot support.
+        for flag in CAPABILITY_FLAGS:
+            setattr(self, flag, getattr(model, flag))
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.model.display_name} (given y)"
 
     def _check_batch(self, x: Tensor) -> None:
         if len(x) != len(self.condition):

@@ -152,3 +152,18 @@ def test_sparsification_costs_no_test_likelihood():
         outside = model.conditional_prior(c).probs.masked_select(~model.kept_classes(c))
     assert abs(sparse - full) < 0.1, (full, sparse)
     assert (outside == 0).all()
+
+
+def test_the_label_bound_view_keeps_the_discrete_latents_flag():
+    """Regression: metrics run on the p(x|y) view (`conditioned_on`), which once reported
+    continuous latents, so AIS walked off the one-hot support with a ValueError instead of
+    being n/a with the reason; the view carries every capability flag of its model."""
+    from metrics.ais import HMCSettings, ais_log_likelihood
+    from registry.base import CAPABILITY_FLAGS, LikelihoodUndefined
+
+    model = small_model().eval()
+    view = model.conditioned_on(torch.tensor([0, 1]))
+    assert all(getattr(view, f) == getattr(model, f) for f in CAPABILITY_FLAGS)
+    x = torch.rand(2, 1, 4, 4).round()
+    with pytest.raises(LikelihoodUndefined, match=r"EvidentialCVAE \(given y\) has discrete"):
+        ais_log_likelihood(view, x, num_chains=2, num_steps=3, hmc=HMCSettings(), seed=0)

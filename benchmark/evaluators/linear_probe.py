@@ -80,7 +80,7 @@ def _undefined_reason(model: LatentVariableModel, dataset: Dataset) -> str | Non
         return f"dataset {dataset.name!r} has no labels for the probe to predict."
     if model.conditions_on_labels:
         return (
-            f"{type(model).__name__}'s q(z|x, y) takes the label as an input, so a probe on its "
+            f"{model.display_name}'s q(z|x, y) takes the label as an input, so a probe on its "
             f"posterior means would read the label back rather than recognise x."
         )
     return None
