@@ -143,6 +143,19 @@ def test_a_bad_snapshot_file_is_skipped_with_one_warning(tmp_path, caplog):
         load_progress(tmp_path, strict=True)
 
 
+def nll_record(spec, nll: float):
+    """Return an ok MNIST record of `spec` whose test NLL (K = 5000) is `nll`."""
+    estimate = Estimate(nll, 0.1, 10000, "nats", False, {"k": 5000, "split": "test"})
+    return replace(
+        make_record(),
+        spec=spec.to_dict(),
+        spec_hash=spec.hash,
+        config_hash=spec.config_hash,
+        dataset={"name": "mnist", "preprocessing": "dynamic_binarization"},
+        metrics={"nll": {"nll": estimate}},
+    )
+
+
 def test_leaderboard_row_of_a_run_in_progress():
     """Contract: a published row with no record but a matching snapshot reads in progress, with
     the budget done and the last probe as ours; a record of the configuration wins."""
@@ -158,16 +171,7 @@ def test_leaderboard_row_of_a_run_in_progress():
     assert cells[7:] == ["1", "—", "9.5 % of the paper's, so far", "—", "in progress"]
     others = [line for line in lines[2:] if line is not row]
     assert others and all(line.endswith("| not run |") for line in others)
-    estimate = Estimate(87.0, 0.1, 10000, "nats", False, {"k": 5000, "split": "test"})
-    spec = table1_job()
-    record = replace(
-        make_record(),
-        spec=spec.to_dict(),
-        spec_hash=spec.hash,
-        config_hash=spec.config_hash,
-        dataset={"name": "mnist", "preprocessing": "dynamic_binarization"},
-        metrics={"nll": {"nll": estimate}},
-    )
+    record = nll_record(table1_job(), 87.0)
     rows = [r for r in reproductions(entries, [record], [snapshot]) if r.run == "L1-vae-k1"]
     assert [(r.values, r.in_progress, r.verdict) for r in rows] == [((87.0,), (), "reduced budget")]
 
@@ -179,16 +183,7 @@ def test_a_full_run_in_progress_keeps_its_row_beside_reduced_budget_records():
 
     full = table1_job()
     snapshot = progress_snapshot(full, STATE, checkpoint_mtime=MTIME, git_commit=None)
-    short = with_budget(full, 0.004)
-    estimate = Estimate(96.0, 0.1, 10000, "nats", False, {"k": 5000, "split": "test"})
-    record = replace(
-        make_record(),
-        spec=short.to_dict(),
-        spec_hash=short.hash,
-        config_hash=short.config_hash,
-        dataset={"name": "mnist", "preprocessing": "dynamic_binarization"},
-        metrics={"nll": {"nll": estimate}},
-    )
+    record = nll_record(with_budget(full, 0.004), 96.0)
     rows = [r for r in reproductions(load_literature(), [record], [snapshot]) if r.run]
     assert [(r.run, r.values, r.verdict) for r in rows] == [
         ("L1-vae-k1", (96.0,), "reduced budget"),
