@@ -280,6 +280,7 @@ def _draw_rate_distortion(ax: Axes, data: pd.DataFrame) -> None:
         ax=ax,
     )
     ax.set(xlabel="rate: KL(q(z|x) ‖ p(z)) (nats)", ylabel="distortion: −E_q log p(x|z) (nats)")
+    _log_scale_if_wide(ax, data["distortion"])
 
 
 def _draw_active_units(ax: Axes, data: pd.DataFrame) -> None:
@@ -331,6 +332,38 @@ def _draw_training_curves(ax: Axes, data: pd.DataFrame) -> None:
         ax=ax,
     )
     ax.set(xlabel="step", ylabel="training loss")
+    _log_scale_if_wide(ax, data["loss"])
+
+
+WIDE_RANGE = 100.0  # max / min of positive values above which an axis is drawn in log scale
+
+
+def _log_scale_if_wide(ax: Axes, values: pd.Series) -> None:
+    """Draw the y axis in log scale when its values are positive and span more than
+    `WIDE_RANGE` (a VAE-GAN's 13,000-nat distortion flattened every other run to one line)."""
+    if len(values) and values.min() > 0 and values.max() / values.min() > WIDE_RANGE:
+        ax.set_yscale("log")
+
+
+LEGEND_ROWS = 16  # legend entries per column beside the axes
+
+
+def _legend_beside(ax: Axes) -> None:
+    """Move the legend outside the axes, in columns of `LEGEND_ROWS`, so that two dozen runs
+    do not cover the data or squeeze the axes to nothing."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    entries = len(legend.get_texts())
+    sns.move_legend(
+        ax,
+        "upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        ncol=max(1, -(-entries // LEGEND_ROWS)),  # ceil
+        fontsize=6,
+        title_fontsize=7,
+        frameon=False,
+    )
 
 
 FigureData = Callable[..., pd.DataFrame]  # (records) or, for READS_PROGRESS, (records, progress)
@@ -392,9 +425,10 @@ def draw_figure(
     """Draw one planned figure and return its PNG bytes."""
     title, _, draw = KINDS[figure.kind]
     with matplotlib.rc_context(STYLE), sns.axes_style("whitegrid"):
-        fig = MplFigure(figsize=(6.0, 3.6), layout="constrained")
+        fig = MplFigure(figsize=(7.5, 3.6), layout="constrained")
         ax = fig.subplots()
         draw(ax, figure_data(figure.kind, figure.dataset, records, progress))
+        _legend_beside(ax)
         ax.set_title(f"{figure.dataset}: {title}")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata=PNG_METADATA)

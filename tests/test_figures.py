@@ -210,3 +210,26 @@ def test_learning_curve_points_carry_the_matched_paper_value():
     assert data["paper"].tolist()[:2] == [85.54, 85.54] and data["paper"].isna().tolist()[2]
     assert "learning-curve" in {f.kind for f in planned_figures([matched])}
     assert "learning-curve" not in {f.kind for f in planned_figures(mnist_records())}
+
+
+def test_many_runs_keep_a_readable_axes():
+    """Regression: two dozen runs (fashion_mnist with the reading lists) put a 24-entry legend
+    inside the axes and a VAE-GAN's 13,000-nat distortion flattened the others: the legend now
+    goes beside the axes in columns, and a positive axis spanning > 100x is drawn in log scale."""
+    import pandas as pd
+    from matplotlib.figure import Figure as MplFigure
+
+    from benchmark.figures import LEGEND_ROWS, _legend_beside, _log_scale_if_wide
+
+    fig = MplFigure(layout="constrained")
+    ax = fig.subplots()
+    for i in range(2 * LEGEND_ROWS + 1):
+        ax.plot([0, 1], [i, i + 1], label=f"run-{i}")
+    ax.legend()
+    _legend_beside(ax)
+    legend = ax.get_legend()
+    assert legend._ncols == 3 and legend.get_bbox_to_anchor().x0 > ax.bbox.x1
+    _log_scale_if_wide(ax, pd.Series([60.0, 140.0]))
+    assert ax.get_yscale() == "linear"
+    _log_scale_if_wide(ax, pd.Series([60.0, 13_600.0]))
+    assert ax.get_yscale() == "log"
