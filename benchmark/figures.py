@@ -266,7 +266,10 @@ def _draw_nll(ax: Axes, data: pd.DataFrame) -> None:
         ax=ax,
     )
     ax.set(xlabel="model", ylabel=f"test NLL ({data['unit'].iloc[0]}) ↓")
-    ax.tick_params(axis="x", labelrotation=30)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")  # the name ends under its column
+    _log_scale_if_wide(ax, data["value"])
 
 
 def _draw_rate_distortion(ax: Axes, data: pd.DataFrame) -> None:
@@ -335,7 +338,7 @@ def _draw_training_curves(ax: Axes, data: pd.DataFrame) -> None:
     _log_scale_if_wide(ax, data["loss"])
 
 
-WIDE_RANGE = 100.0  # max / min of positive values above which an axis is drawn in log scale
+WIDE_RANGE = 20.0  # max / min of positive values above which an axis is drawn in log scale
 
 
 def _log_scale_if_wide(ax: Axes, values: pd.Series) -> None:

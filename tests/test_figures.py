@@ -215,7 +215,7 @@ def test_learning_curve_points_carry_the_matched_paper_value():
 def test_many_runs_keep_a_readable_axes():
     """Regression: two dozen runs (fashion_mnist with the reading lists) put a 24-entry legend
     inside the axes and a VAE-GAN's 13,000-nat distortion flattened the others: the legend now
-    goes beside the axes in columns, and a positive axis spanning > 100x is drawn in log scale."""
+    goes beside the axes in columns, and a positive axis spanning > 20x is drawn in log scale."""
     import pandas as pd
     from matplotlib.figure import Figure as MplFigure
 
