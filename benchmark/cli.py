@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--workers", type=int, help="local: runs at once (default: CPU count)")
     suite.add_argument(
         "--threads",
-        type=int,
+        type=_positive_int,
         help="local: torch threads per run (default: $OMP_NUM_THREADS if set, else CPU count / "
         "workers)",
     )
@@ -243,6 +243,12 @@ def _int_list(text: str) -> list[int]:
             f"expected comma-separated integers such as 0,1,2, got {text[:100]!r}"
         )
     return values
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:80]!r}")
+    return int(text)
 
 
 def _name_list(text: str) -> list[str]:

@@ -523,3 +523,19 @@ def test_threads_per_worker_follow_the_flag_then_omp_num_threads(monkeypatch):
     assert LocalExecutor(workers=1).threads_per_worker == cpus
     monkeypatch.setenv("OMP_NUM_THREADS", "lots")
     assert LocalExecutor(workers=1).threads_per_worker == cpus
+    with pytest.raises(ValueError, match="threads_per_worker"):
+        LocalExecutor(workers=1, threads_per_worker=0)  # refused, not taken as "unset"
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_cli_threads_must_be_a_positive_integer(tmp_path, capsys, value):
+    """Contract: `--threads 0` once ran the suite at the default count; now any non-positive
+    value is one line naming the flag and the value, before any folder is created."""
+    from benchmark.cli import main
+
+    argv = ["suite", "quick", f"--threads={value}", "--results", str(tmp_path / "r")]
+    assert main([*argv, "--checkpoints", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--threads" in err and repr(value) in err
+    assert list(tmp_path.iterdir()) == []

@@ -99,7 +99,9 @@ class LocalExecutor(Executor):
             )
         self.threads_per_worker = _positive(
             "threads_per_worker",
-            threads_per_worker or _omp_threads() or max(1, cpus // self.workers),
+            threads_per_worker
+            if threads_per_worker is not None  # NOTE: 0 is refused below, not read as unset
+            else _omp_threads() or max(1, cpus // self.workers),
         )
         self.max_attempts = _positive("max_attempts", max_attempts)
         self.plugins = tuple(plugins)
