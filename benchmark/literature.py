@@ -14,8 +14,9 @@ all five agree:
 | dataset ``MNIST``                    | ``dataset.name == "mnist"``                         |
 | preprocessing "dynamic binarization" | ``dataset.preprocessing == "dynamic_binarization"`` |
 | preprocessing "fixed (static) …"     | ``dataset.preprocessing == "static_binarization"``  |
-| model "VAE trained with k=1"         | model ``vae``                                       |
-| model "IWAE trained with k=K"        | model ``iwae`` with ``num_samples == K``            |
+| Table 1 "VAE/IWAE trained with k=K"| ``burda_iwae`` with ``objective`` vae/iwae,        |
+|  and its stochastic layers (1 or 2)  |  ``num_samples == K`` and ``stochastic_layers``     |
+| static "IWAE trained with k=K"       | model ``iwae`` with ``num_samples == K``            |
 | metric "test NLL", unit nats         | evaluator ``nll``, metric ``nll``, unit ``nats``    |
 | estimator "IWAE bound, …, test set"  | the ``nll`` estimate's ``params["split"] == "test"`` |
 
@@ -455,6 +456,61 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
         k_ours,
         budget,
         diff,
+        row.verdict,
+    ]
+
+
+def reproduction_summary(
+    entries: list[PublishedResult],
+    records: list[RunRecord],
+    progress: Sequence[ProgressSnapshot] = (),
+) -> list[str]:
+    """Render the README's front-page table: every published number with a run of ours.
+
+    One row per configuration that has records or a run still training (the rows of
+    `reproductions`, same values and verdicts), in the compact form of the front page; the
+    published numbers not run yet are counted in one closing line, not listed.
+    """
+    rows = reproductions(entries, records, progress)
+    shown = [row for row in rows if row.values or row.in_progress]
+    lines = [
+        "| published | paper | ours | budget | ours − paper [95% CI] | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in shown:
+        lines.append("| " + " | ".join(_summary_cells(row)) + " |")
+    not_run = len({r.published.id for r in rows} - {r.published.id for r in shown})
+    if not_run:
+        lines += ["", f"Not run yet: {not_run} further published numbers (see the leaderboard)."]
+    return lines
+
+
+def _summary_cells(row: Reproduction) -> list[str]:
+    from benchmark.leaderboard import format_number
+
+    p = row.published
+    paper = f"{p.value} {p.unit} (K = {p.k})"
+    if row.values:
+        spread = f" ± {format_number(stdev(row.values))}" if len(row.values) > 1 else ""
+        seeds = f"{len(row.values)} seed{'s' if len(row.values) > 1 else ''}"
+        k = "/".join(str(k) for k in row.k)
+        ours = f"{format_number(mean(row.values))}{spread} ({row.run}, {seeds}, K = {k})"
+        interval = row.difference_interval
+        shown = f" [{format_number(interval[0])}, {format_number(interval[1])}]" if interval else ""
+        difference = f"{row.difference:+.2f}{shown}"
+    else:
+        ours = "; ".join(probe_text(s) for s in row.in_progress)
+        difference = "—"
+    fraction = row.budget_fraction
+    budget = "no protocol" if fraction is None else format_percent(fraction)
+    if row.in_progress and fraction is not None:
+        budget += " so far"
+    return [
+        f"{p.id} ({p.short_paper}, {p.table_or_file})",
+        paper,
+        ours,
+        budget,
+        difference,
         row.verdict,
     ]
 

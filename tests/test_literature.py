@@ -1,6 +1,7 @@
 """Tests of the literature tables: the published numbers with their status, and the matching."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,10 +13,13 @@ from benchmark.literature import (
     literature_table,
     load_literature,
     matches,
+    reproduction_summary,
     reproduction_table,
     reproduction_verdict,
     reproductions,
 )
+from benchmark.progress import load_progress
+from benchmark.records import load_records
 from registry import list_models, resolve_hyperparameters
 from tests.test_leaderboard import mnist_records
 
@@ -82,6 +86,39 @@ def test_matching_rule_and_difference():
     table = "\n".join(reproduction_table(entries, mnist_records()))
     assert "| 1000 (K differs) | 1 of the paper's | 0.560 [" in table
     assert "| 5000 | 0.25 of the paper's | 1.24 [" in table
+
+
+def test_the_summary_lists_only_numbers_we_ran_and_counts_the_rest():
+    """Contract: the front-page summary has one row per run configuration, with the same
+    value, difference and verdict as the full table, and counts the published numbers not run."""
+    entries = load_literature()
+    lines = reproduction_summary(entries, mnist_records())
+    rows = [line for line in lines if line.startswith("| iwae-")]
+    assert len(rows) == 2
+    iwae = next(r for r in rows if r.startswith("| iwae-t1-mnist-L1-iwae-k5 "))
+    assert "| 86.1 ± 0.283 (iwae-k5, 2 seeds, K = 1000) | 100.0 % | +0.56 [" in iwae
+    assert iwae.endswith("| inconclusive |")  # the two seeds' t interval is wide
+    vae = next(r for r in rows if r.startswith("| iwae-t1-mnist-L1-vae-k1 "))
+    assert "| 88.0 (vae, 1 seed, K = 5000) | 25.0 % | +1.24 [" in vae
+    assert vae.endswith("| reduced budget |")
+    run = {"iwae-t1-mnist-L1-iwae-k5", "iwae-t1-mnist-L1-vae-k1"}
+    not_run = len({r.published.id for r in reproductions(entries, [])} - run)
+    assert lines[-1] == f"Not run yet: {not_run} further published numbers (see the leaderboard)."
+
+
+def test_the_readme_front_page_shows_the_committed_reproductions():
+    """Contract (on the committed results): the README's "Reproduced so far" table is what
+    `reproduction_summary` renders from results/, so it cannot fall behind a new record or
+    progress snapshot."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    start, end = "<!-- reproduction-summary: start -->\n", "\n<!-- reproduction-summary: end -->"
+    shown = readme.split(start, 1)[1].split(end, 1)[0]
+    results = root / "results"
+    expected = reproduction_summary(
+        load_literature(), load_records(results), load_progress(results)
+    )
+    assert shown == "\n".join(expected), "replace the README block with:\n" + "\n".join(expected)
 
 
 @pytest.mark.parametrize(
