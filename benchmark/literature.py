@@ -247,6 +247,13 @@ class Reproduction:
     stderrs: tuple[float | None, ...] = ()  # each seed's standard error over test examples
     budget_fraction: float | None = None  # the smallest share of the paper's budget among seeds
     in_progress: tuple[ProgressSnapshot, ...] = ()  # unfinished seeds, when no record matches
+    warnings: tuple[str, ...] = ()  # what the estimates' own diagnostics say against them
+
+    @property
+    def caveat(self) -> str:
+        """Return `` ⚠ reason; reason`` when a seed's estimate is not trusted by its own
+        diagnostics (e.g. PSIS k-hat), else an empty string: a number is never shown without it."""
+        return f" ⚠ {'; '.join(self.warnings)}" if self.warnings else ""
 
     @property
     def difference(self) -> float | None:
@@ -403,6 +410,7 @@ def _reproduction(
         tuple(sorted({e.params.get("k") for e in estimates}, key=str)),
         tuple(e.stderr for e in estimates),
         None if None in fractions else min(fractions),
+        warnings=tuple(dict.fromkeys(e.warning for e in estimates if e.warning)),
     )
 
 
@@ -430,7 +438,7 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
     ours, diff, k_ours, budget = "not run yet", "—", "—", "—"
     if row.values:
         spread = f" ± {format_number(stdev(row.values))}" if len(row.values) > 1 else ""
-        ours = f"{format_number(mean(row.values))}{spread} ({row.run})"
+        ours = f"{format_number(mean(row.values))}{spread}{row.caveat} ({row.run})"
         diff = format_number(row.difference)
         interval = row.difference_interval
         if interval is not None:
@@ -494,7 +502,9 @@ def _summary_cells(row: Reproduction) -> list[str]:
         spread = f" ± {format_number(stdev(row.values))}" if len(row.values) > 1 else ""
         seeds = f"{len(row.values)} seed{'s' if len(row.values) > 1 else ''}"
         k = "/".join(str(k) for k in row.k)
-        ours = f"{format_number(mean(row.values))}{spread} ({row.run}, {seeds}, K = {k})"
+        ours = (
+            f"{format_number(mean(row.values))}{spread}{row.caveat} ({row.run}, {seeds}, K = {k})"
+        )
         interval = row.difference_interval
         shown = f" [{format_number(interval[0])}, {format_number(interval[1])}]" if interval else ""
         difference = f"{row.difference:+.2f}{shown}"
@@ -562,7 +572,9 @@ def literature_section(
         "estimator (split), by the explicit table in `benchmark/literature.py`. Ours is the mean "
         "± std across seeds; the interval is the Student-t 95% CI across seeds (one seed: "
         "±1.96 standard errors over test examples) shifted by the paper's value. K differs: our "
-        "importance-sample count is not the paper's (a smaller K over-states the NLL). budget: "
+        "importance-sample count is not the paper's (a smaller K over-states the NLL). ⚠ is the "
+        "estimate's own diagnostic warning (e.g. PSIS k-hat >= 0.7 on most test images: the IS "
+        "estimate may still be far above the true NLL, as the paper's may be). budget: "
         "the smallest share of the paper's training budget among our seeds. verdict: "
         "reproduced = at full budget within 0.3 nats (or the paper's own spread, if larger) "
         "with the CI reaching that band; differs = at full budget the CI lies outside it; "

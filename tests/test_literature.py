@@ -106,6 +106,21 @@ def test_the_summary_lists_only_numbers_we_ran_and_counts_the_rest():
     assert lines[-1] == f"Not run yet: {not_run} further published numbers (see the leaderboard)."
 
 
+def test_a_distrusted_estimate_carries_its_warning_into_both_tables():
+    """Contract: an NLL whose own diagnostics distrust it (PSIS k-hat) is never shown in
+    "paper vs reproduced" or the front-page summary without its warning."""
+    records = mnist_records()
+    vae = records[2]
+    estimate = replace(vae.metrics["nll"]["nll"], warning="98% of examples have PSIS k-hat >= 0.7")
+    records[2] = replace(vae, metrics={"nll": {"nll": estimate}})
+    entries = load_literature()
+    for table in (reproduction_table(entries, records), reproduction_summary(entries, records)):
+        row = next(line for line in table if line.startswith("| iwae-t1-mnist-L1-vae-k1 "))
+        assert "88.0 ⚠ 98% of examples have PSIS k-hat >= 0.7 (vae" in row
+        iwae = next(line for line in table if line.startswith("| iwae-t1-mnist-L1-iwae-k5 "))
+        assert "⚠" not in iwae
+
+
 def test_the_readme_front_page_shows_the_committed_reproductions():
     """Contract (on the committed results): the README's "Reproduced so far" table is what
     `reproduction_summary` renders from results/, so it cannot fall behind a new record or
