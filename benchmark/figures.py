@@ -22,6 +22,11 @@ One figure per dataset and kind, made only when the records of that dataset hold
   reduced-budget run then shows how far it is from convergence. Runs still training (progress
   snapshots, `benchmark.progress`) are drawn too, labelled "in progress", so a protocol run's
   curve is visible before its record exists, and a dataset with only such runs gets this figure.
+  One panel per published number (a run no paper matches gets its own), so the twelve
+  configurations of Table 1 each show their runs against their own dashed line.
+
+A kind whose data has a ``panel`` column is drawn as small multiples, one axes per panel value
+(sorted), sharing both axes, each with its own legend.
 
 Drawing is deterministic, so regenerating from the same records rewrites the same bytes: figures
 are built on `matplotlib.figure.Figure` (Agg canvas, no pyplot state), error bars are standard
@@ -213,27 +218,33 @@ def learning_curve_points(
 
     published = {e.id: e for e in load_literature()}
 
-    def paper_value(matched: Callable[..., bool], run: object) -> float | None:
+    def paper(matched: Callable[..., bool], run: object, name: str) -> tuple[float | None, str]:
+        """Return the matched paper value and the panel: the published id, else the run."""
         return next(
-            (float(published[c.literature_id].value) for c in CORRESPONDENCES
+            ((float(published[c.literature_id].value), c.literature_id) for c in CORRESPONDENCES
              if c.literature_id in published and matched(c, run, "nats")),
-            None,
+            (None, name),
         )  # fmt: skip
 
     labels = run_labels(records)
     rows = [
         {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
-         "nll": point["nll"], "paper": paper_value(matches, r)}
+         "nll": point["nll"], **_paper_and_panel(paper(matches, r, labels[r.config_hash]))}
         for r in records
         for point in r.training.learning_curve
     ]  # fmt: skip
     rows += [
         {"run": f"{s.name} (in progress)", "seed": s.seed, "epoch": point["epoch"],
-         "nll": point["nll"], "paper": paper_value(progress_matches, s)}
+         "nll": point["nll"], **_paper_and_panel(paper(progress_matches, s, s.name))}
         for s in unfinished(list(progress), records)
         for point in s.learning_curve
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper"])
+    return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper", "panel"])
+
+
+def _paper_and_panel(matched: tuple[float | None, str]) -> dict[str, object]:
+    value, panel = matched
+    return {"paper": value, "panel": panel if value is None else f"{panel} (paper {value:g})"}
 
 
 def _draw_learning_curve(ax: Axes, data: pd.DataFrame) -> None:
@@ -369,6 +380,36 @@ def _legend_beside(ax: Axes) -> None:
     )
 
 
+PANEL_COLUMNS = 4  # panels per row of small multiples
+
+
+def _draw_panels(draw: Callable[[Axes, pd.DataFrame], None], data: pd.DataFrame) -> MplFigure:
+    """Draw one axes per value of ``data["panel"]`` (sorted), sharing y, each with its legend."""
+    panels = sorted(data["panel"].unique())
+    columns = min(PANEL_COLUMNS, len(panels))
+    rows = -(-len(panels) // columns)  # ceil
+    fig = MplFigure(figsize=(2.5 * columns + 0.5, 2.3 * rows + 0.4), layout="constrained")
+    # NOTE: shared axes put a reduced-budget run's curve on the full run's epochs and values
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for index, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
+        draw(ax, data[data["panel"] == panel])
+        ax.set_title(panel, fontsize=7)
+        # Axis labels on the left column and on the lowest panel of each column only.
+        if index % columns:
+            ax.set_ylabel("")
+        if index + columns < len(panels):
+            ax.set_xlabel("")
+            ax.tick_params(labelbottom=False)
+        else:
+            ax.tick_params(labelbottom=True)  # sharex hid them above an empty cell
+            ax.xaxis.label.set_visible(True)
+        if ax.get_legend() is not None:
+            ax.legend(fontsize=5, title=None, frameon=False, loc="upper right")
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)  # the grid's unused cells
+    return fig
+
+
 FigureData = Callable[..., pd.DataFrame]  # (records) or, for READS_PROGRESS, (records, progress)
 KINDS: dict[str, tuple[str, FigureData, Callable[[Axes, pd.DataFrame], None]]] = {
     "nll": ("Test NLL by model (dots: seeds; bar: mean ± std)", nll_points, _draw_nll),
@@ -427,12 +468,17 @@ def draw_figure(
 ) -> bytes:
     """Draw one planned figure and return its PNG bytes."""
     title, _, draw = KINDS[figure.kind]
+    data = figure_data(figure.kind, figure.dataset, records, progress)
     with matplotlib.rc_context(STYLE), sns.axes_style("whitegrid"):
-        fig = MplFigure(figsize=(7.5, 3.6), layout="constrained")
-        ax = fig.subplots()
-        draw(ax, figure_data(figure.kind, figure.dataset, records, progress))
-        _legend_beside(ax)
-        ax.set_title(f"{figure.dataset}: {title}")
+        if "panel" in data.columns:
+            fig = _draw_panels(draw, data)
+            fig.suptitle(f"{figure.dataset}: {title}", fontsize=STYLE["axes.titlesize"])
+        else:
+            fig = MplFigure(figsize=(7.5, 3.6), layout="constrained")
+            ax = fig.subplots()
+            draw(ax, data)
+            _legend_beside(ax)
+            ax.set_title(f"{figure.dataset}: {title}")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata=PNG_METADATA)
     return buffer.getvalue()

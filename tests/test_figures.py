@@ -208,8 +208,38 @@ def test_learning_curve_points_carry_the_matched_paper_value():
     data = learning_curve_points([matched, unmatched])
     assert data["nll"].tolist() == [120.0, 100, 120.0]
     assert data["paper"].tolist()[:2] == [85.54, 85.54] and data["paper"].isna().tolist()[2]
+    panels = data["panel"].tolist()
+    assert panels == ["iwae-t1-mnist-L1-iwae-k5 (paper 85.54)"] * 2 + ["other"]
     assert "learning-curve" in {f.kind for f in planned_figures([matched])}
     assert "learning-curve" not in {f.kind for f in planned_figures(mnist_records())}
+
+
+def test_a_kind_with_panels_draws_one_axes_per_panel():
+    """Contract: data with a ``panel`` column becomes small multiples: one visible axes per
+    panel, titled by it, the grid's spare cells hidden, every panel with its dashed paper line."""
+    import matplotlib
+    import pandas as pd
+
+    from benchmark.figures import _draw_learning_curve, _draw_panels
+
+    data = pd.DataFrame(
+        [
+            {"run": f"r{i}", "seed": 0, "epoch": e, "nll": 100 - e - i, "paper": 80.0 + i,
+             "panel": f"p{i}"}
+            for i in range(5)
+            for e in (1.0, 4.0, 13.0)
+        ]
+    )  # fmt: skip
+    with matplotlib.rc_context({"figure.dpi": 50}):
+        figure = _draw_panels(_draw_learning_curve, data)
+    visible = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == [f"p{i}" for i in range(5)]
+    assert len(figure.axes) == 8  # two rows of four
+    for i, ax in enumerate(visible):
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert [line.get_ydata()[0] for line in dashed] == [80.0 + i]
+    # the panels above the spare cells keep their epoch ticks
+    assert all(ax.xaxis.label.get_visible() for ax in visible[1:])
 
 
 def test_many_runs_keep_a_readable_axes():
