@@ -45,7 +45,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
 from benchmark.atomic import atomic_write_bytes
-from benchmark.progress import ProgressSnapshot, unfinished
+from benchmark.progress import ProgressSnapshot, format_percent, unfinished
 from benchmark.records import RunRecord
 
 STYLE = {"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100}
@@ -227,6 +227,12 @@ def learning_curve_points(
         )  # fmt: skip
 
     labels = run_labels(records)
+    # A reduced-budget run says so beside a full or still-training one (the fraction is part of
+    # the config: its seeds share it).
+    fractions = {r.config_hash: r.training.budget_fraction for r in records}
+    for config, fraction in fractions.items():
+        if fraction is not None and fraction < 1:
+            labels[config] += f" ({format_percent(fraction)} of the budget)"
     rows = [
         {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
          "nll": point["nll"], **_paper_and_panel(paper(matches, r, labels[r.config_hash]))}
@@ -388,7 +394,9 @@ def _draw_panels(draw: Callable[[Axes, pd.DataFrame], None], data: pd.DataFrame)
     panels = sorted(data["panel"].unique())
     columns = min(PANEL_COLUMNS, len(panels))
     rows = -(-len(panels) // columns)  # ceil
-    fig = MplFigure(figsize=(2.5 * columns + 0.5, 2.3 * rows + 0.4), layout="constrained")
+    # NOTE: at least the single-axes figures' width, so the title fits over one or two panels
+    width, height = max(7.5, 2.5 * columns + 0.5), max(3.6, 2.3 * rows + 0.4)
+    fig = MplFigure(figsize=(width, height), layout="constrained")
     # NOTE: shared axes put a reduced-budget run's curve on the full run's epochs and values
     axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     for index, (ax, panel) in enumerate(zip(axes, panels, strict=False)):

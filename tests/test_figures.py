@@ -210,6 +210,9 @@ def test_learning_curve_points_carry_the_matched_paper_value():
     assert data["paper"].tolist()[:2] == [85.54, 85.54] and data["paper"].isna().tolist()[2]
     panels = data["panel"].tolist()
     assert panels == ["iwae-t1-mnist-L1-iwae-k5 (paper 85.54)"] * 2 + ["other"]
+    reduced = mnist_records()[2]  # a quarter of the paper's budget
+    reduced = replace(reduced, training={**reduced.training, "learning_curve": curve[:1]})
+    assert learning_curve_points([reduced])["run"].tolist() == ["vae (25.0 % of the budget)"]
     assert "learning-curve" in {f.kind for f in planned_figures([matched])}
     assert "learning-curve" not in {f.kind for f in planned_figures(mnist_records())}
 
