@@ -80,6 +80,11 @@ def test_the_suite_resolves_to_the_protocol():
         units = run.eval["active_units"]
         assert (units.split, units.num_examples, units.threshold) == ("train", 500, 0.01)
     assert "500 training images" in _literature("iwae-protocol-active-units")["estimator"]
+    # The one addition to the protocol: AIS beside IS (k = 5000, the same images) on L1-vae-k1.
+    checked = [r for r in runs if "ais" in r.eval]
+    assert [r.name for r in checked] == ["L1-vae-k1"]
+    ais = checked[0].eval["ais"]
+    assert (ais.split, ais.is_k, ais.init, ais.num_examples) == ("test", 5000, "encoder", 100)
 
 
 def test_a_budget_fraction_cuts_only_the_schedule():
