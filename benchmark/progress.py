@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from benchmark.atomic import atomic_write_text, safe_file_stem
 from benchmark.records import RunRecord, read_record, record_path
-from benchmark.spec import RunSpec
+from benchmark.spec import RunSpec, training_hash_of
 from registry._typecheck import check_value
 
 PROGRESS_SCHEMA_VERSION = 1
@@ -291,8 +291,41 @@ def refresh_progress(
                 jobs.append(JobProgress(spec, "unreadable", reason=" ".join(str(error).split())))
                 continue
             write_snapshot(snapshot, results_dir)
+            remove_superseded_snapshots(spec, results_dir)
             jobs.append(JobProgress(spec, "in progress", snapshot))
     return jobs
+
+
+def remove_superseded_snapshots(spec: RunSpec, results_dir: Path) -> list[Path]:
+    """Delete the snapshots of `spec`'s job (suite, name, seed) written under an older spec of
+    the same training (e.g. before an evaluator was added): they read the same checkpoint, and
+    their spec is no longer what the suite runs, so the leaderboard would show the run twice.
+
+    A snapshot of another training (another checkpoint) is kept: it may still be running.
+    """
+    removed = []
+    folder = Path(results_dir) / PROGRESS_DIR / safe_file_stem(spec.dataset["name"])
+    for path in sorted(folder.glob(f"{safe_file_stem(spec.name)}-*.json")):
+        try:
+            other = read_snapshot(path)
+        except ValueError:
+            continue  # NOTE: not ours to judge here; the leaderboard warns about it
+        if (
+            other.spec_hash != spec.hash
+            and (other.suite, other.name, other.seed) == (spec.suite, spec.name, spec.seed)
+            and _training_hash(other) == spec.training_hash
+        ):
+            path.unlink()
+            log.info("removed %s: the same training under an older spec", path)
+            removed.append(path)
+    return removed
+
+
+def _training_hash(snapshot: ProgressSnapshot) -> str | None:
+    try:
+        return training_hash_of(snapshot.spec)
+    except (KeyError, TypeError, ValueError):
+        return None  # a spec without the training keys: not comparable, so kept
 
 
 def remove_finished_snapshots(suite: str, results_dir: Path) -> list[Path]:

@@ -108,8 +108,7 @@ class RunSpec:
         Checkpoints are named by it, so a change of evaluation settings re-evaluates the
         final weights instead of training again.
         """
-        data = self.to_dict()
-        return _sha256({key: data[key] for key in ("seed", "model", "dataset", "train", "plugins")})
+        return training_hash_of(self.to_dict())
 
     @property
     def config_hash(self) -> str:
@@ -131,6 +130,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+TRAINING_KEYS = ("seed", "model", "dataset", "train", "plugins")  # what a checkpoint depends on
+
+
+def training_hash_of(spec: dict[str, Any]) -> str:
+    """Return `RunSpec.training_hash` of a resolved spec's plain data (``RunSpec.to_dict()``,
+    as records and progress snapshots store it)."""
+    return _sha256({key: spec[key] for key in TRAINING_KEYS})
 
 
 def _sha256(data: Any) -> str:

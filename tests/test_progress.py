@@ -1,5 +1,6 @@
 """Tests of progress snapshots of unfinished runs, their CLI and their leaderboard rows."""
 
+import hashlib
 import json
 import logging
 import os
@@ -123,6 +124,31 @@ def test_the_record_wins_and_stale_snapshots_are_removed(tmp_path):
     record = replace(make_record(), spec_hash=spec.hash)
     assert unfinished([snapshot, other], [record]) == [other]
     assert unfinished([snapshot], [replace(record, status="failed")]) == [snapshot]
+
+
+def test_a_snapshot_under_an_older_spec_of_the_same_training_is_replaced(tmp_path):
+    """Contract: after an eval-only change of the suite (same checkpoint), a refresh leaves one
+    snapshot of the job, the current spec's; an older spec's snapshot of another training (its
+    own checkpoint, maybe still running) and another seed's are kept."""
+    spec, results = table1_job(), tmp_path / "results"
+    data = spec.to_dict()
+
+    def snapshot_of(changed: dict, seed: int = 0):
+        old = {**data, **changed, "seed": seed}
+        base = progress_snapshot(spec, STATE, checkpoint_mtime=MTIME, git_commit="abc")
+        spec_hash = hashlib.sha256(repr(old).encode()).hexdigest()
+        return write_snapshot(replace(base, spec=old, seed=seed, spec_hash=spec_hash), results)
+
+    older_eval = snapshot_of({"eval": {"nll": data["eval"]["nll"]}})
+    older_training = snapshot_of({"train": {**data["train"], "steps": 1000}})
+    other_seed = snapshot_of({"eval": {}}, seed=1)
+    fake_checkpoint(tmp_path / "checkpoints", spec)
+    refresh_progress((spec,), checkpoint_dir=tmp_path / "checkpoints", results_dir=results)
+    left = sorted(p.name for p in (results / PROGRESS_DIR / "mnist").iterdir())
+    assert not older_eval.exists()
+    assert left == sorted(
+        [f"L1-vae-k1-{spec.hash[:12]}.json", older_training.name, other_seed.name]
+    )
 
 
 def test_a_bad_snapshot_file_is_skipped_with_one_warning(tmp_path, caplog):
