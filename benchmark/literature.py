@@ -437,12 +437,8 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
     settings = ", ".join(f"{k}={v}" for k, v in c.model_settings.items())
     ours, diff, k_ours, budget = "not run yet", "—", "—", "—"
     if row.values:
-        spread = f" ± {format_number(stdev(row.values))}" if len(row.values) > 1 else ""
-        ours = f"{format_number(mean(row.values))}{spread}{row.caveat} ({row.run})"
-        diff = format_number(row.difference)
-        interval = row.difference_interval
-        if interval is not None:
-            diff += f" [{format_number(interval[0])}, {format_number(interval[1])}]"
+        ours = f"{_ours_value(row)} ({row.run})"
+        diff = _difference_text(row, format_number(row.difference))
         fraction = row.budget_fraction
         budget = "no protocol" if fraction is None else f"{fraction:.3g} of the paper's"
         k_ours = "/".join(str(k) for k in row.k) + (" (K differs)" if row.k != (p.k,) else "")
@@ -466,6 +462,24 @@ def _reproduction_cells(row: Reproduction) -> list[str]:
         diff,
         row.verdict,
     ]
+
+
+def _ours_value(row: Reproduction) -> str:
+    """Return our mean, ± the std across seeds (two or more), and the caveat, if any."""
+    from benchmark.leaderboard import format_number
+
+    spread = f" ± {format_number(stdev(row.values))}" if len(row.values) > 1 else ""
+    return f"{format_number(mean(row.values))}{spread}{row.caveat}"
+
+
+def _difference_text(row: Reproduction, difference: str) -> str:
+    """Return `difference` (ours − paper, formatted) followed by its 95% CI, if formed."""
+    from benchmark.leaderboard import format_number
+
+    interval = row.difference_interval
+    if interval is None:
+        return difference
+    return f"{difference} [{format_number(interval[0])}, {format_number(interval[1])}]"
 
 
 def reproduction_summary(
@@ -494,20 +508,13 @@ def reproduction_summary(
 
 
 def _summary_cells(row: Reproduction) -> list[str]:
-    from benchmark.leaderboard import format_number
-
     p = row.published
     paper = f"{p.value} {p.unit} (K = {p.k})"
     if row.values:
-        spread = f" ± {format_number(stdev(row.values))}" if len(row.values) > 1 else ""
         seeds = f"{len(row.values)} seed{'s' if len(row.values) > 1 else ''}"
         k = "/".join(str(k) for k in row.k)
-        ours = (
-            f"{format_number(mean(row.values))}{spread}{row.caveat} ({row.run}, {seeds}, K = {k})"
-        )
-        interval = row.difference_interval
-        shown = f" [{format_number(interval[0])}, {format_number(interval[1])}]" if interval else ""
-        difference = f"{row.difference:+.2f}{shown}"
+        ours = f"{_ours_value(row)} ({row.run}, {seeds}, K = {k})"
+        difference = _difference_text(row, f"{row.difference:+.2f}")
     else:
         ours = "; ".join(probe_text(s) for s in row.in_progress)
         difference = "—"
