@@ -293,6 +293,9 @@ def ray_suites(four_run_suite, tmp_path_factory) -> tuple[Path, dict]:
         ["-c", RAY_SCRIPT, str(four_run_suite), str(sabotage), sabotage_plugin(folder)],
         cwd=folder,
         env={**RAY_ENV, **ONE_THREAD},
+        # NOTE: the limit guards against a hang only: with both cores of the 2-core machine
+        # busy with other runs, Ray's start and the two suites took over 240 s.
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return folder, json.loads(done.stdout.strip().splitlines()[-1])
