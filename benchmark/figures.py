@@ -390,7 +390,8 @@ PANEL_COLUMNS = 4  # panels per row of small multiples
 
 
 def _draw_panels(draw: Callable[[Axes, pd.DataFrame], None], data: pd.DataFrame) -> MplFigure:
-    """Draw one axes per value of ``data["panel"]`` (sorted), sharing y, each with its legend."""
+    """Draw one axes per value of ``data["panel"]`` (sorted), sharing both axes, each with its
+    own legend."""
     panels = sorted(data["panel"].unique())
     columns = min(PANEL_COLUMNS, len(panels))
     rows = -(-len(panels) // columns)  # ceil
