@@ -212,45 +212,41 @@ def training_curve_points(records: list[RunRecord]) -> pd.DataFrame:
 def learning_curve_points(
     records: list[RunRecord], progress: Sequence[ProgressSnapshot] = ()
 ) -> pd.DataFrame:
-    """Return run, seed, epoch, nll of every learning-curve probe, and the paper's value, for
-    the records and for the runs still training in `progress` (labelled "in progress")."""
+    """Return run, seed, epoch, nll of every learning-curve probe, the paper's value and the
+    panel, for the records and the runs still training in `progress` ("in progress")."""
     from benchmark.literature import CORRESPONDENCES, load_literature, matches, progress_matches
 
     published = {e.id: e for e in load_literature()}
 
-    def paper(matched: Callable[..., bool], run: object, name: str) -> tuple[float | None, str]:
-        """Return the matched paper value and the panel: the published id, else the run."""
-        return next(
-            ((float(published[c.literature_id].value), c.literature_id) for c in CORRESPONDENCES
-             if c.literature_id in published and matched(c, run, "nats")),
-            (None, name),
-        )  # fmt: skip
+    def per_run(matched: Callable[..., bool], run: object, name: str) -> dict[str, object]:
+        """Return the run's paper value and panel (the published id, else the run's name)."""
+        for c in CORRESPONDENCES:
+            if c.literature_id in published and matched(c, run, "nats"):
+                value = float(published[c.literature_id].value)
+                return {"paper": value, "panel": f"{c.literature_id} (paper {value:g})"}
+        return {"paper": None, "panel": name}
 
     labels = run_labels(records)
     # A reduced-budget run says so beside a full or still-training one (the fraction is part of
     # the config: its seeds share it).
-    fractions = {r.config_hash: r.training.budget_fraction for r in records}
-    for config, fraction in fractions.items():
+    for config, fraction in {r.config_hash: r.training.budget_fraction for r in records}.items():
         if fraction is not None and fraction < 1:
             labels[config] += f" ({format_percent(fraction)} of the budget)"
-    rows = [
-        {"run": labels[r.config_hash], "seed": r.spec["seed"], "epoch": point["epoch"],
-         "nll": point["nll"], **_paper_and_panel(paper(matches, r, labels[r.config_hash]))}
+    runs = [
+        ({"run": labels[r.config_hash], "seed": r.spec["seed"],
+          **per_run(matches, r, labels[r.config_hash])}, r.training.learning_curve)
         for r in records
-        for point in r.training.learning_curve
-    ]  # fmt: skip
-    rows += [
-        {"run": f"{s.name} (in progress)", "seed": s.seed, "epoch": point["epoch"],
-         "nll": point["nll"], **_paper_and_panel(paper(progress_matches, s, s.name))}
+    ] + [
+        ({"run": f"{s.name} (in progress)", "seed": s.seed,
+          **per_run(progress_matches, s, s.name)}, s.learning_curve)
         for s in unfinished(list(progress), records)
-        for point in s.learning_curve
     ]  # fmt: skip
+    rows = [
+        {**fixed, "epoch": point["epoch"], "nll": point["nll"]}
+        for fixed, curve in runs
+        for point in curve
+    ]
     return pd.DataFrame(rows, columns=["run", "seed", "epoch", "nll", "paper", "panel"])
-
-
-def _paper_and_panel(matched: tuple[float | None, str]) -> dict[str, object]:
-    value, panel = matched
-    return {"paper": value, "panel": panel if value is None else f"{panel} (paper {value:g})"}
 
 
 def _draw_learning_curve(ax: Axes, data: pd.DataFrame) -> None:
