@@ -263,3 +263,32 @@ def _check_hmc(hmc: HMCSettings, num_chains: int) -> None:
         )
     if not 0 < hmc.target_accept < 1:
         raise ValueError(f"Expected `target_accept` to be in (0, 1), but got {hmc.target_accept}.")
+
+
+LOOSER_Z = 2.0  # paired standard errors by which AIS must trail IS before it is flagged
+
+
+def looser_than_importance_warning(ais_minus_is_nll: Tensor, is_k: int) -> str | None:
+    """Return why AIS is distrusted when IS on the same examples gives the tighter bound, or None.
+
+    AIS (log-mean-exp over chains) and IS (log-mean-exp over K samples) are both stochastic lower
+    bounds on log p(x), so on the same examples the larger log p̂ is the tighter one. An AIS NLL
+    above the IS NLL by more than `LOOSER_Z` paired standard errors means the annealing was too
+    short for this model (too few temperatures or chains, or a poor initial distribution): the
+    AIS figure then over-states the NLL by at least that difference.
+
+    Args:
+        ais_minus_is_nll: Per-example AIS NLL - IS NLL, same examples ``(N,)``.
+        is_k: The importance-sample count of the IS side, named in the message.
+    """
+    n = len(ais_minus_is_nll)
+    if n < 2:  # NOTE: one example gives no paired standard error to judge the gap by
+        return None
+    difference = ais_minus_is_nll.double()
+    mean, stderr = difference.mean().item(), difference.std().item() / n**0.5
+    if mean <= LOOSER_Z * stderr:
+        return None
+    return (
+        f"AIS is {mean:.2f} ± {stderr:.2f} nats looser than IS with K = {is_k} on the same "
+        "examples: too few temperatures or chains for this model"
+    )

@@ -18,6 +18,7 @@ from metrics.ais import (
     annealing_schedule,
     evaluate_chains,
     hmc_transition,
+    looser_than_importance_warning,
 )
 from metrics.bdmc import MAX_BDMC_GAP, bdmc_warning
 from registry import create_model, list_models
@@ -286,3 +287,31 @@ def test_bdmc_gap_certifies_ais_with_the_same_settings(dataset, model, monkeypat
     uncertified = certify_ais(ais, other)
     assert uncertified["ais_nll"].diagnostics["bdmc_gap_applies"] is False
     assert uncertified["ais_nll"].warning == ais["ais_nll"].warning
+
+
+def test_looser_than_importance_warning_needs_two_paired_standard_errors():
+    """Hand-computed reference: differences [3, 4] have mean 3.5 and stderr 0.5 (std 0.707 /
+    sqrt 2), 7 standard errors above zero; [-1, 2] (mean 0.5, stderr 1.5) and any AIS at or
+    below IS are not flagged; one example gives no standard error, so no verdict."""
+    warning = looser_than_importance_warning(torch.tensor([3.0, 4.0]), is_k=5000)
+    assert warning == (
+        "AIS is 3.50 ± 0.50 nats looser than IS with K = 5000 on the same examples: "
+        "too few temperatures or chains for this model"
+    )
+    assert looser_than_importance_warning(torch.tensor([-1.0, 2.0]), is_k=10) is None
+    assert looser_than_importance_warning(torch.tensor([-3.0, -4.0]), is_k=10) is None
+    assert looser_than_importance_warning(torch.tensor([5.0]), is_k=10) is None
+
+
+def test_ais_looser_than_importance_sampling_is_flagged(dataset, model):
+    """Contract: one temperature from the prior with 2 chains is IS from the prior with K = 2,
+    far looser than IS from the oracle's optimal diagonal encoder with K = 60, so both AIS
+    estimates carry the warning; 64 chains x 200 temperatures (within 0.05 nats of exact, see
+    above) do not."""
+    short = AISConfig(chains=2, steps=1, leapfrog_steps=1, num_examples=20, batch_size=10, is_k=60)
+    results = get_evaluator("ais").function(model=model, dataset=dataset, config=short, seed=0)
+    for name in ("ais_nll", "ais_log_likelihood"):
+        assert "looser than IS with K = 60" in results[name].warning
+    long = replace(short, chains=64, steps=200, leapfrog_steps=5)
+    results = get_evaluator("ais").function(model=model, dataset=dataset, config=long, seed=0)
+    assert results["ais_nll"].warning is None and results["ais_log_likelihood"].warning is None

@@ -16,7 +16,12 @@ from torch import Tensor
 from benchmark.datasets.base import Dataset
 from benchmark.evaluators import Output, Results, register_evaluator
 from benchmark.evaluators._examples import bind_labels, evaluation_examples
-from metrics.ais import AISResult, HMCSettings, ais_log_likelihood
+from metrics.ais import (
+    AISResult,
+    HMCSettings,
+    ais_log_likelihood,
+    looser_than_importance_warning,
+)
 from metrics.bdmc import bdmc_bounds, bdmc_warning
 from metrics.estimate import Estimate, mean_estimate
 from metrics.nll import (
@@ -172,6 +177,8 @@ def ais(*, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed
     ``is_nll`` is the importance-sampled NLL with `is_k` samples of exactly the examples AIS
     scored (the first `num_examples` of the split, as for the ``nll`` evaluator), so AIS - IS
     is a paired difference (in ``ais_nll``'s diagnostics) that mixes no sampling of examples.
+    Where AIS gives the looser bound by more than two paired standard errors, both AIS estimates
+    carry that warning (`metrics.ais.looser_than_importance_warning`).
     """
     model, x = evaluation_examples(model, dataset, config.split, config.num_examples)
     batches = []
@@ -198,6 +205,12 @@ def ais(*, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed
     params = _params(dataset, len(x), estimator="ais")
     diagnostics = _ais_diagnostics(batches, prefix="") | _paired(-log_likelihood - is_nll)
     kwargs = {"unit": "nats", "params": params, "diagnostics": diagnostics}
+    looser = looser_than_importance_warning(-log_likelihood - is_nll, config.is_k)
+
+    def ais_estimate(values: Tensor, higher_is_better: bool) -> Estimate:
+        estimate = mean_estimate(values, higher_is_better=higher_is_better, **kwargs)
+        return _finish(replace(estimate, warning=looser), values)
+
     is_estimate = mean_estimate(
         is_nll,
         unit="nats",
@@ -205,12 +218,8 @@ def ais(*, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed
         params={**params, "estimator": "importance_sampling", "k": config.is_k},
     )
     return {
-        "ais_log_likelihood": _finish(
-            mean_estimate(log_likelihood, higher_is_better=True, **kwargs), log_likelihood
-        ),
-        "ais_nll": _finish(
-            mean_estimate(-log_likelihood, higher_is_better=False, **kwargs), -log_likelihood
-        ),
+        "ais_log_likelihood": ais_estimate(log_likelihood, higher_is_better=True),
+        "ais_nll": ais_estimate(-log_likelihood, higher_is_better=False),
         "is_nll": _finish(
             replace(
                 is_estimate,
