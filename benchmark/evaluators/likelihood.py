@@ -203,9 +203,12 @@ def ais(*, model: LatentVariableModel, dataset: Dataset, config: AISConfig, seed
     importance = _importance_sampling(model, x, config.is_k, 100, batch_size, seed)
     is_nll = -(importance.log_likelihood + offset)  # (N,)
     params = _params(dataset, len(x), estimator="ais")
-    diagnostics = _ais_diagnostics(batches, prefix="") | _paired(-log_likelihood - is_nll)
+    paired = _paired(-log_likelihood - is_nll)
+    diagnostics = _ais_diagnostics(batches, prefix="") | paired
     kwargs = {"unit": "nats", "params": params, "diagnostics": diagnostics}
-    looser = looser_than_importance_warning(-log_likelihood - is_nll, config.is_k)
+    looser = looser_than_importance_warning(
+        paired["ais_minus_is_nll_mean"], paired.get("ais_minus_is_nll_stderr"), config.is_k
+    )
 
     def ais_estimate(values: Tensor, higher_is_better: bool) -> Estimate:
         estimate = mean_estimate(values, higher_is_better=higher_is_better, **kwargs)
